@@ -1,0 +1,1 @@
+"""Alert rules evaluated on bars, and their deliveries."""

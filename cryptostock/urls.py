@@ -1,0 +1,15 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from market import views as market_views
+
+urlpatterns = [
+    path("", market_views.chart, name="chart"),
+    path("health", market_views.health, name="health"),
+    path("ready", market_views.ready, name="ready"),
+    path("admin/", admin.site.urls),
+    path("api/<str:version>/", include("market.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+]

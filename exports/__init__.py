@@ -1,0 +1,1 @@
+"""Exports of bars and features to files."""

@@ -1,0 +1,1 @@
+"""Technical indicators and ML features computed from bars."""
