@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
 
 from market.models import Exchange, Instrument
 
@@ -24,3 +26,11 @@ def exchange(db) -> Exchange:
 @pytest.fixture
 def instrument(exchange: Exchange) -> Instrument:
     return Instrument.objects.create(exchange=exchange, symbol="XRP/ETH")
+
+
+@pytest.fixture
+async def close_thread_connections():
+    """Async tests reach the database from asgiref's worker thread; close its connections afterwards
+    so the test database can be dropped."""
+    yield
+    await sync_to_async(connections.close_all)()
