@@ -236,7 +236,7 @@ REPLAY_SPEED = envfloat("REPLAY_SPEED", 60.0)
 PARTIAL_BAR_MAX_PER_SECOND = envfloat("PARTIAL_BAR_MAX_PER_SECOND", 4.0)
 # Final bars are written in batches of at most this many bars or this many seconds.
 COLLECTOR_FLUSH_BARS = envint("COLLECTOR_FLUSH_BARS", 500)
-COLLECTOR_FLUSH_SECONDS = envfloat("COLLECTOR_FLUSH_SECONDS", 1.0)
+COLLECTOR_FLUSH_SECONDS = envfloat("COLLECTOR_FLUSH_SECONDS", 0.1)
 
 LOGGING = {
     "version": 1,

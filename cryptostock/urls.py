@@ -9,7 +9,8 @@ urlpatterns = [
     path("health", market_views.health, name="health"),
     path("ready", market_views.ready, name="ready"),
     path("admin/", admin.site.urls),
-    path("api/<str:version>/", include("market.api.urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    # Before the versioned API, whose <version> would otherwise swallow "schema" and "docs".
+    path("api/schema/", SpectacularAPIView.as_view(api_version="v1"), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/<str:version>/", include("market.api.urls")),
 ]

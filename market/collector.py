@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError, close_old_connections
 
-from market.barstore import BarRow
 from market.bars import MINUTE_MS, BarBuilder, MinuteBar
+from market.barstore import BarRow
 from market.models import Bar, Instrument
 from market.services import apublish_bar, store_bars, utc_from_ms
 from market.sources.base import ClockEvent, Source, TradeEvent

@@ -52,7 +52,7 @@ class MarketConsumer(AsyncJsonWebsocketConsumer):
         else:
             await self._error(f"unknown action {action!r}; use subscribe, unsubscribe or ping")
 
-    async def decode_json(self, text_data: str) -> Any:  # type: ignore[override]
+    async def decode_json(self, text_data: str) -> Any:
         try:
             return await super().decode_json(text_data)
         except ValueError:

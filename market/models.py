@@ -118,18 +118,14 @@ class Bar(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["instrument", "timeframe", "time"], name="bar_unique_series_time"),
             models.CheckConstraint(condition=Q(low__lte=F("high")), name="bar_low_le_high"),
-            models.CheckConstraint(
-                condition=Q(open__gte=F("low"), open__lte=F("high")), name="bar_open_within_range"
-            ),
+            models.CheckConstraint(condition=Q(open__gte=F("low"), open__lte=F("high")), name="bar_open_within_range"),
             models.CheckConstraint(
                 condition=Q(close__gte=F("low"), close__lte=F("high")), name="bar_close_within_range"
             ),
             models.CheckConstraint(condition=Q(low__gt=0), name="bar_prices_positive"),
             models.CheckConstraint(condition=Q(volume__gte=0), name="bar_volume_not_negative"),
             models.CheckConstraint(condition=Q(trades__isnull=True) | Q(trades__gte=0), name="bar_trades_not_negative"),
-            models.CheckConstraint(
-                condition=Q(timeframe__in=list(TIMEFRAMES)), name="bar_timeframe_known"
-            ),
+            models.CheckConstraint(condition=Q(timeframe__in=list(TIMEFRAMES)), name="bar_timeframe_known"),
         ]
 
     def __str__(self) -> str:

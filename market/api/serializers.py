@@ -17,7 +17,7 @@ class ExchangeSerializer(serializers.ModelSerializer[Exchange]):
 
 
 class InstrumentSerializer(serializers.ModelSerializer[Instrument]):
-    exchange = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    exchange: serializers.SlugRelatedField[Exchange] = serializers.SlugRelatedField(slug_field="code", read_only=True)
 
     class Meta:
         model = Instrument

@@ -85,4 +85,3 @@ class BarsView(APIView):
             newest_first=params["order"] == "desc",
         )
         return Response({"instrument": params["instrument"], "timeframe": params["timeframe"], "bars": bars})
-

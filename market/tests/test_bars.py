@@ -53,7 +53,8 @@ def test_it_closes_a_bar_when_a_trade_of_a_later_minute_arrives():
     bar = closed[0]
     assert (bar.time_ms, bar.open, bar.high, bar.low, bar.close, bar.volume, bar.trades) == (0, 10, 12, 10, 12, 4, 2)
     assert bar.vwap == pytest.approx((10 + 36) / 4)
-    assert builder.current is not None and builder.current.time_ms == MINUTE_MS
+    assert builder.current is not None
+    assert builder.current.time_ms == MINUTE_MS
 
 
 def test_it_closes_the_open_bar_on_the_clock_without_waiting_for_a_trade():
@@ -69,7 +70,8 @@ def test_it_drops_duplicate_trade_ids_and_counts_them():
     builder.add(trade(1, 10.0, trade_id="a"))
     builder.add(trade(2, 99.0, trade_id="a"))
     assert builder.stats.duplicates == 1
-    assert builder.current is not None and builder.current.high == 10.0
+    assert builder.current is not None
+    assert builder.current.high == 10.0
 
 
 def test_it_counts_trades_for_a_closed_minute_as_late_and_leaves_the_closed_bar_alone():
@@ -78,7 +80,8 @@ def test_it_counts_trades_for_a_closed_minute_as_late_and_leaves_the_closed_bar_
     builder.add(trade(61, 11.0))
     assert builder.add(trade(2, 50.0)) == []
     assert builder.stats.late == 1
-    assert builder.current is not None and builder.current.high == 11.0
+    assert builder.current is not None
+    assert builder.current.high == 11.0
 
 
 def test_it_rejects_trades_with_a_non_positive_price_or_negative_amount():

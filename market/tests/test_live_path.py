@@ -86,9 +86,7 @@ async def test_replayed_trades_reach_the_database_and_a_subscribed_websocket_cli
     await communicator.disconnect()
 
 
-async def test_a_collector_restart_resumes_after_the_last_stored_bar_without_duplicates(
-    instrument, short_recording
-):
+async def test_a_collector_restart_resumes_after_the_last_stored_bar_without_duplicates(instrument, short_recording):
     path, _ = short_recording
     await Collector(ReplaySource(recordings={"XRP/ETH": path}, speed=0, loop=False)).run()
     first = await sync_to_async(stored_bars)(instrument.pk)
@@ -106,7 +104,8 @@ async def test_the_websocket_answers_bad_messages_with_errors_and_stays_open(ins
     assert (await communicator.receive_json_from())["type"] == "error"
     await communicator.send_json_to({"action": "subscribe", "instrument": instrument.pk, "timeframe": "2m"})
     error = await communicator.receive_json_from()
-    assert error["type"] == "error" and "2m" in error["message"]
+    assert error["type"] == "error"
+    assert "2m" in error["message"]
     await communicator.send_json_to({"action": "subscribe", "instrument": 999_999})
     assert "999999" in (await communicator.receive_json_from())["message"]
     await communicator.send_json_to({"action": "ping"})

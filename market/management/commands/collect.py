@@ -15,7 +15,9 @@ from market.sources import SOURCE_NAMES, build_source
 
 
 def add_collector_arguments(parser: CommandParser, *, flag: str, required: bool) -> None:
-    parser.add_argument(flag, dest="source", choices=SOURCE_NAMES, required=required, help="Data source to collect from")
+    parser.add_argument(
+        flag, dest="source", choices=SOURCE_NAMES, required=required, help="Data source to collect from"
+    )
     parser.add_argument(
         "--speed", type=float, default=settings.REPLAY_SPEED, help="Replay speed (1 = real time, 0 = max)"
     )

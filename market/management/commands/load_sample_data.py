@@ -39,6 +39,5 @@ class Command(BaseCommand):
                 continue
             result = store_bars(history_rows(instrument.pk, item.history, item.history_days), publish=False)
             self.stdout.write(
-                f"{instrument}: {result.inserted} bars inserted, {result.updated} updated, "
-                f"{result.unchanged} unchanged"
+                f"{instrument}: {result.inserted} bars inserted, {result.updated} updated, {result.unchanged} unchanged"
             )
