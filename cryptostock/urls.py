@@ -12,5 +12,5 @@ urlpatterns = [
     # Before the versioned API, whose <version> would otherwise swallow "schema" and "docs".
     path("api/schema/", SpectacularAPIView.as_view(api_version="v1"), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    path("api/<str:version>/", include("market.api.urls")),
+    path("api/<str:version>/", include("cryptostock.api_urls")),
 ]
