@@ -127,7 +127,11 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------------------------
 # SQLite by default (a file under var/), PostgreSQL by DATABASE_URL=postgres://...
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
-DATABASE_URL = os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'cryptostock.sqlite3'}")
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+if not DATABASE_URL:
+    # The embedded default must work from a fresh checkout, where var/ does not exist yet.
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASE_URL = f"sqlite:///{VAR_DIR / 'cryptostock.sqlite3'}"
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 60))}
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
