@@ -207,6 +207,10 @@ STORAGES = {
     },
 }
 
+# A file missing from the manifest (or no collectstatic yet, as in tests) falls back to its plain
+# name instead of failing the whole page.
+WHITENOISE_MANIFEST_STRICT = False
+
 LOGIN_URL = "admin:login"
 
 # --- API ---------------------------------------------------------------------------------------
