@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -49,9 +50,15 @@ _GZIP_FORMATS = ("csv", "json")
 # Epoch numbers are told apart by magnitude: below 1e11 they are seconds (1e11 s is the year 5138,
 # while 1e11 ms is only March 1973), and each further factor of 1000 is the next finer unit.
 _EPOCH_LIMITS = np.array([1e11, 1e14, 1e17])
-_EPOCH_UNITS = (("s", "seconds"), ("ms", "milliseconds"), ("us", "microseconds"), ("ns", "nanoseconds"))
+_EPOCH_UNITS: tuple[tuple[Literal["s", "ms", "us", "ns"], str], ...] = (
+    ("s", "seconds"),
+    ("ms", "milliseconds"),
+    ("us", "microseconds"),
+    ("ns", "nanoseconds"),
+)
 
-_UNIX_EPOCH = pd.Timestamp(0, tz="UTC")
+_TIME_SAMPLE = 1000
+_MAX_TRADES = 2**31 - 1
 # What a reader may raise on a file that is corrupt or in another format; anything else is a bug.
 _READ_ERRORS = (OSError, EOFError, UnicodeDecodeError, ValueError, pa.ArrowException, pd.errors.ParserError)
 
@@ -113,15 +120,15 @@ def detect_format(path: Path) -> str:
 
 def read_bar_file(path: Path, fmt: str = "auto") -> BarTable:
     """Read one OHLCV file; raises `BarFileError` (naming the file) if it cannot be read at all."""
+    if not path.is_file():
+        raise BarFileError(f"{path}: {'not a file' if path.exists() else 'no such file'}")
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt not in _READERS:
         raise BarFileError(f"{path}: unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
-    if not path.is_file():
-        raise BarFileError(f"{path}: no such file")
     try:
         raw, position_name = _READERS[fmt](path)
     except _READ_ERRORS as exc:
-        raise BarFileError(f"{path}: cannot read it as {fmt}: {exc}") from exc
+        raise BarFileError(f"{path}: cannot read it as {fmt}: {str(exc).strip()}") from exc
     try:
         return normalize_bars(raw, position_name)
     except ValueError as exc:
@@ -129,9 +136,9 @@ def read_bar_file(path: Path, fmt: str = "auto") -> BarTable:
 
 
 def _read_csv(path: Path) -> tuple[pd.DataFrame, str]:
-    # pandas infers each column's type: a clean column arrives as numbers (the fast path, and exact:
-    # pandas reads back the shortest repr of every float64), a column with a bad value arrives as
-    # text, so the bad value can be quoted as written. Blank lines are kept while numbering, so that
+    # pandas infers each column's type: a clean column arrives as numbers (the fast path; the
+    # round-trip tests check that it reads every float back exactly), a column with a bad value
+    # arrives as text, so that the bad value can be quoted as written. Blank lines are kept while numbering, so that
     # positions stay true line numbers, then dropped. Line numbers assume one record per line, as
     # in every OHLCV export (no quoted line breaks).
     frame = pd.read_csv(path, skip_blank_lines=False)
@@ -226,18 +233,19 @@ def _match_columns(raw: pd.DataFrame) -> tuple[dict[str, object], tuple[str, ...
 def parse_times(raw: pd.Series) -> tuple[pd.Series, str, list[pd.Series]]:
     """Times as UTC datetimes, how they were written, and reasons for those that could not be read.
 
-    Datetime columns are converted to UTC (naive ones are taken to be UTC already). A column of
-    mostly numbers is epoch time in one unit for the whole file (see `_EPOCH_LIMITS`); anything
-    else is ISO-8601 text, naive text again taken as UTC.
+    Datetime columns are converted to UTC (naive ones are taken to be UTC already). A column whose
+    first values are mostly numbers is epoch time, in one unit for the whole file (see
+    `_EPOCH_LIMITS`); anything else is ISO-8601 text, naive text again taken as UTC. (Only a sample
+    decides: parsing a million dates as numbers first would take seconds.)
     """
     if isinstance(raw.dtype, pd.DatetimeTZDtype):
         return raw.dt.tz_convert("UTC"), "datetimes", _missing(raw, "time")
     if pd.api.types.is_datetime64_dtype(raw.dtype):
-        return raw.dt.tz_localize("UTC"), "datetimes without time zone, taken as UTC", _missing(raw, "time")
-    numeric = pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype)
-    numbers = raw.astype("float64") if numeric else pd.to_numeric(raw, errors="coerce")
-    if numeric or numbers.notna().sum() * 2 > raw.notna().sum():
-        return _epoch_times(raw, numbers)
+        return raw.dt.tz_localize("UTC"), "datetimes without a time zone (taken as UTC)", _missing(raw, "time")
+    if _is_numeric(raw):
+        return _epoch_times(raw, raw.astype("float64"))
+    if _mostly_numbers(raw.dropna().head(_TIME_SAMPLE)):
+        return _epoch_times(raw, pd.to_numeric(raw, errors="coerce").astype("float64"))
     times = pd.to_datetime(raw, format="ISO8601", utc=True, errors="coerce")
     unreadable = raw.notna() & times.isna()
     reasons = "time " + _quoted(raw[unreadable]) + " is not an ISO-8601 date and time"
@@ -272,11 +280,17 @@ def _epoch_times(raw: pd.Series, numbers: pd.Series) -> tuple[pd.Series, str, li
     )
 
 
+def _is_numeric(raw: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype)
+
+
+def _mostly_numbers(sample: pd.Series) -> bool:
+    return bool(pd.to_numeric(sample, errors="coerce").notna().mean() > 0.5) if len(sample) else False
+
+
 def _parse_numbers(raw: pd.Series, name: str, *, required: bool) -> tuple[pd.Series, list[pd.Series]]:
-    if pd.api.types.is_numeric_dtype(raw.dtype) and not pd.api.types.is_bool_dtype(raw.dtype):
-        numbers = raw.astype("float64")
-    else:
-        numbers = pd.to_numeric(raw, errors="coerce").astype("float64")
+    numbers = raw if _is_numeric(raw) else pd.to_numeric(raw, errors="coerce")
+    numbers = numbers.astype("float64")
     unreadable = raw.notna() & numbers.isna()
     reasons = [f"{name} " + _quoted(raw[unreadable]) + " is not a number"]
     return numbers, ([*_missing(raw, name), *reasons] if required else reasons)
@@ -360,8 +374,9 @@ def _negative_volume(frame: pd.DataFrame) -> pd.Series:
 
 def _bad_trade_count(frame: pd.DataFrame) -> pd.Series:
     trades = frame["trades"]
-    bad = trades[(trades < 0) | (np.isfinite(trades) & (trades != np.floor(trades)))]
-    return "trades " + _shown(bad) + " is not a count (a whole number, zero or more)"
+    # The column is a 32-bit integer in the database.
+    bad = trades[(trades < 0) | (trades > _MAX_TRADES) | (np.isfinite(trades) & (trades != np.floor(trades)))]
+    return "trades " + _shown(bad) + f" is not a count (a whole number from 0 to {_MAX_TRADES:,})"
 
 
 _VALUE_CHECKS: tuple[Callable[[pd.DataFrame], pd.Series], ...] = (
@@ -380,7 +395,8 @@ def _time_findings(
 ) -> list[pd.Series]:
     times = frame["time"]
     known = times.notna()
-    unaligned = known & ((times - _UNIX_EPOCH) % bar_length != pd.Timedelta(0))
+    # Bars open at whole multiples of their length since the Unix epoch (1d bars at 00:00 UTC).
+    unaligned = known & (times.dt.floor(bar_length) != times)
     findings = ["time " + _iso(times[unaligned]) + f" is not the start of a {timeframe} bar (UTC)"]
     if now is not None:
         future = known & (times > now)
@@ -425,7 +441,7 @@ def _join_reasons(findings: list[pd.Series], index: pd.Index) -> pd.Series:
         return pd.Series(dtype=object)
     # Work on the flagged positions only: usually none or few of a large file's rows.
     flagged = index[index.isin(np.concatenate([found.index.to_numpy() for found in findings]))]
-    joined = pd.Series(np.nan, index=flagged, dtype=object)
+    joined: pd.Series = pd.Series(None, index=flagged, dtype=object)
     for found in findings:
         found = found.reindex(flagged)
         separator = joined.where(joined.isna(), joined + "; ").fillna("")
@@ -434,8 +450,16 @@ def _join_reasons(findings: list[pd.Series], index: pd.Index) -> pd.Series:
 
 
 def _shown(values: pd.Series) -> pd.Series:
-    """Numbers as Python prints them: the shortest text that reads back as the same value."""
-    return values.astype(object).map(str)
+    """Numbers as Python prints them (the shortest text that reads back as the same value), whole
+    ones without a decimal point: CSV columns with a blank cell are read as floats, and an epoch
+    time 1672531200 is clearer than 1672531200.0."""
+    return values.astype(object).map(_number_text)
+
+
+def _number_text(value: object) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e18:
+        return str(int(value))
+    return str(value)
 
 
 def _quoted(values: pd.Series) -> pd.Series:

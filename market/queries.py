@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.db.models import OuterRef, Subquery
+
 from market.models import Bar, Instrument
 
 BAR_COLUMNS = ("time", "open", "high", "low", "close", "volume", "trades", "vwap", "final")
@@ -59,3 +61,17 @@ def latest_bars_payload(instrument_id: int, timeframe: str, limit: int) -> list[
     if not Instrument.objects.filter(pk=instrument_id).exists():
         return None
     return bars_payload(instrument_id, timeframe, limit=limit)
+
+
+def most_recently_updated(instrument_ids: list[int], timeframe: str = "1m") -> int | None:
+    """Of these instruments, the one whose newest bar is the most recent (the one a chart should open
+    on): one index lookup per instrument, never a scan of the bar table."""
+    newest = Bar.objects.filter(instrument_id=OuterRef("pk"), timeframe=timeframe).order_by("-time").values("time")[:1]
+    return (
+        Instrument.objects.filter(pk__in=instrument_ids)
+        .annotate(newest=Subquery(newest))
+        .filter(newest__isnull=False)
+        .order_by("-newest")
+        .values_list("pk", flat=True)
+        .first()
+    )

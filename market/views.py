@@ -15,13 +15,15 @@ from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 
 from market.models import Instrument
+from market.queries import most_recently_updated
 
 log = logging.getLogger(__name__)
 
 
 def chart(request: HttpRequest) -> HttpResponse:
     instruments = list(Instrument.objects.active().select_related("exchange"))
-    return render(request, "market/chart.html", {"instruments": instruments})
+    default_instrument = most_recently_updated([instrument.pk for instrument in instruments])
+    return render(request, "market/chart.html", {"instruments": instruments, "default_instrument": default_instrument})
 
 
 @never_cache
@@ -58,10 +60,25 @@ def _check_channel_layer() -> None:
     async_to_sync(_probe_channel_layer)()
 
 
+def _check_collectors() -> None:
+    """Every collector that has not stopped reported within COLLECTOR_STALE_SECONDS."""
+    from django.conf import settings
+    from django.utils import timezone
+
+    from market.models import CollectorStatus
+
+    stale = list(
+        CollectorStatus.objects.stale(timezone.now(), settings.COLLECTOR_STALE_SECONDS).values_list("name", flat=True)
+    )
+    if stale:
+        raise RuntimeError(f"no report for over {settings.COLLECTOR_STALE_SECONDS:g} s from: {', '.join(stale)}")
+
+
 READINESS_CHECKS = {
     "database": _check_database,
     "cache": _check_cache,
     "channel_layer": _check_channel_layer,
+    "collectors": _check_collectors,
 }
 
 

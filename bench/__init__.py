@@ -1,0 +1,24 @@
+"""Benchmarks: `python -m bench.run [names...]`; see bench/README.md.
+
+A benchmark is a module `bench/bench_<name>.py` with `run() -> Iterable[dict]`, each dict built by
+`measurement()`. Benchmarks run against a scratch database that bench.run creates and drops.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class BenchUnavailable(Exception):
+    """A benchmark cannot run here (e.g. it needs PostgreSQL); the runner reports it and goes on."""
+
+
+def measurement(name: str, value: float, unit: str, baseline: float | None = None) -> dict[str, Any]:
+    """One result line. `baseline` is the value of what `value` is compared with; ratio = value / baseline."""
+    return {
+        "name": name,
+        "value": round(value, 1),
+        "unit": unit,
+        "baseline": None if baseline is None else round(baseline, 1),
+        "ratio": None if not baseline else round(value / baseline, 3),
+    }

@@ -1,0 +1,334 @@
+"""The bar store: idempotent upserts, corrections, duplicate keys, both PostgreSQL write paths and
+refused bars. Runs on whichever database DATABASE_URL names (SQLite without it)."""
+
+from __future__ import annotations
+
+import math
+import pickle
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import pandas as pd
+import pytest
+from django.db import connection
+
+from market import barstore
+from market.barstore import BarRow, InvalidBars, UpsertResult, upsert_bar_frame, upsert_bars
+from market.models import Bar, Instrument
+
+pytestmark = pytest.mark.django_db
+
+VALUE_FIELDS = ("time", "open", "high", "low", "close", "volume", "trades", "vwap", "final")
+
+
+@pytest.fixture
+def xrp_frame(sample_data) -> pd.DataFrame:
+    """2,469 real 1m bars of XRP/ETH (freqtrade's test data), with `time` as the column name."""
+    return pd.read_feather(sample_data / "freqtrade" / "XRP_ETH-1m.feather").rename(columns={"date": "time"})
+
+
+@pytest.fixture
+def xrp_bars(xrp_frame: pd.DataFrame, instrument: Instrument) -> list[BarRow]:
+    return bars_from(xrp_frame, instrument.id)
+
+
+@pytest.fixture
+def other_instrument(exchange) -> Instrument:
+    return Instrument.objects.create(exchange=exchange, symbol="ADA/BTC")
+
+
+def bars_from(frame: pd.DataFrame, instrument_id: int) -> list[BarRow]:
+    return [
+        BarRow(instrument_id, "1m", time.to_pydatetime(), open_, high, low, close, volume, None, None, True)
+        for time, open_, high, low, close, volume in frame[
+            ["time", "open", "high", "low", "close", "volume"]
+        ].itertuples(index=False)
+    ]
+
+
+def stored(instrument_id: int) -> list[tuple]:
+    """The stored bars of one instrument's 1m series, in time order, without ids."""
+    return list(Bar.objects.for_series(instrument_id, "1m").order_by("time").values_list(*VALUE_FIELDS))
+
+
+def row_versions() -> list[tuple]:
+    """Where each stored row version lives and which transaction wrote it: a write changes them."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id, ctid::text, xmin::text FROM market_bar ORDER BY id")
+        return cursor.fetchall()
+
+
+def on_postgresql() -> bool:
+    return connection.vendor == "postgresql"
+
+
+# --- Writing and counting -------------------------------------------------------------------------
+
+
+def test_it_inserts_new_bars(xrp_bars, instrument):
+    result = upsert_bars(xrp_bars)
+
+    assert result == UpsertResult(inserted=2469, updated=0, unchanged=0)
+    first = stored(instrument.id)[0]
+    assert first[0] == datetime(2019, 10, 11, tzinfo=UTC)
+    assert first[1:5] == (xrp_bars[0].open, xrp_bars[0].high, xrp_bars[0].low, xrp_bars[0].close)
+
+
+def test_it_writes_nothing_when_the_same_bars_come_again(xrp_bars, instrument):
+    upsert_bars(xrp_bars)
+    before, versions = stored(instrument.id), row_versions() if on_postgresql() else None
+
+    result = upsert_bars(xrp_bars)
+
+    assert result == UpsertResult(inserted=0, updated=0, unchanged=2469)
+    assert stored(instrument.id) == before
+    if on_postgresql():  # not even a new row version or a row lock: same place, same writer
+        assert row_versions() == versions
+
+
+def test_it_replaces_a_corrected_bar(xrp_bars, instrument):
+    upsert_bars(xrp_bars)
+    corrected = xrp_bars[100]._replace(volume=xrp_bars[100].volume + 1, trades=42, vwap=xrp_bars[100].close)
+
+    result = upsert_bars([*xrp_bars[:100], corrected, *xrp_bars[101:]])
+
+    assert result == UpsertResult(inserted=0, updated=1, unchanged=2468)
+    bar = Bar.objects.get(instrument=instrument, timeframe="1m", time=corrected.time)
+    assert (bar.volume, bar.trades, bar.vwap) == (corrected.volume, 42, corrected.close)
+    assert Bar.objects.count() == 2469
+
+
+def test_it_counts_new_changed_and_identical_bars_in_one_batch(xrp_bars, instrument):
+    # given bars 0..199 stored except bar 50 (a gap before the newest stored bar)
+    upsert_bars(xrp_bars[:50] + xrp_bars[51:200])
+    changed = xrp_bars[10]._replace(final=False)
+
+    # when bars 0..249 come with bar 10 changed
+    result = upsert_bars([*xrp_bars[:10], changed, *xrp_bars[11:250]])
+
+    # then the gap and the 50 bars after the newest are inserted, bar 10 updated, the rest untouched
+    assert result == UpsertResult(inserted=51, updated=1, unchanged=198)
+    assert stored(instrument.id) == stored_form([*xrp_bars[:10], changed, *xrp_bars[11:250]])
+
+
+def test_it_keeps_the_last_of_several_bars_with_the_same_key_in_one_batch(xrp_bars, instrument):
+    first, second = xrp_bars[5]._replace(volume=1.0), xrp_bars[5]._replace(volume=2.0)
+
+    result = upsert_bars([first, *xrp_bars[:5], second, first._replace(volume=3.0), xrp_bars[6]])
+
+    assert result == UpsertResult(inserted=7, updated=0, unchanged=2)
+    assert Bar.objects.get(instrument=instrument, time=first.time).volume == 3.0
+    assert stored(instrument.id) == stored_form([*xrp_bars[:5], first._replace(volume=3.0), xrp_bars[6]])
+
+
+def test_it_keeps_the_last_duplicate_when_it_updates_a_stored_bar(xrp_bars, instrument):
+    upsert_bars(xrp_bars[:10])
+
+    result = upsert_bars([xrp_bars[3]._replace(volume=7.0), xrp_bars[3]])
+
+    assert result == UpsertResult(inserted=0, updated=0, unchanged=2)
+    assert stored(instrument.id) == stored_form(xrp_bars[:10])
+
+
+def test_it_stores_the_same_bars_whether_appended_or_upserted(xrp_frame, instrument, other_instrument, monkeypatch):
+    appended, upserted = bars_from(xrp_frame, instrument.id), bars_from(xrp_frame, other_instrument.id)
+    paths = spy_on_write_paths(monkeypatch)
+
+    # given one series written in one go (all bars after the newest stored: the append path) ...
+    upsert_bars(appended)
+    # ... and the same bars for another series, the second half first, then everything (overlap)
+    upsert_bars(upserted[1200:])
+    result = upsert_bars(upserted)
+
+    assert result == UpsertResult(inserted=1200, updated=0, unchanged=1269)
+    assert stored(instrument.id) == stored(other_instrument.id)
+    if on_postgresql():
+        assert paths == ["append", "append", "staging"]
+
+
+def test_it_upserts_when_another_writer_stored_a_new_key_first(xrp_bars, instrument, monkeypatch):
+    # given a bar stored that the append check does not see (as if written after it looked)
+    upsert_bars(xrp_bars[:1])
+    monkeypatch.setattr(barstore, "_newest_stored_times", lambda cursor, batch, starts: np.full(len(starts), -(2**63)))
+    paths = spy_on_write_paths(monkeypatch)
+
+    result = upsert_bars(xrp_bars[:100])
+
+    assert result == UpsertResult(inserted=99, updated=0, unchanged=1)
+    assert stored(instrument.id) == stored_form(xrp_bars[:100])
+    if on_postgresql():  # the COPY hit the unique index, was rolled back, and the upsert took over
+        assert paths == ["append", "staging"]
+
+
+def test_it_stores_trades_vwap_and_unknowns(xrp_bars, instrument):
+    known = xrp_bars[0]._replace(trades=12, vwap=xrp_bars[0].low, final=False)
+    unknown = xrp_bars[1]._replace(trades=None, vwap=float("nan"))
+
+    upsert_bars([known, unknown])
+
+    assert [bar[6:] for bar in stored(instrument.id)] == [(12, known.low, False), (None, None, True)]
+
+
+def test_it_treats_a_bar_saved_by_the_orm_as_the_same_bar(xrp_bars, instrument):
+    Bar.objects.create(**xrp_bars[0]._asdict())
+
+    result = upsert_bars(xrp_bars[:2])
+
+    assert result == UpsertResult(inserted=1, updated=0, unchanged=1)
+    assert Bar.objects.count() == 2
+
+
+def test_it_stores_a_frame_like_the_same_bars_as_rows(xrp_frame, xrp_bars, instrument, other_instrument):
+    upsert_bars(xrp_bars)
+
+    result = upsert_bar_frame(xrp_frame, instrument_id=other_instrument.id, timeframe="1m")
+
+    assert result == UpsertResult(inserted=2469, updated=0, unchanged=0)
+    assert stored(other_instrument.id) == stored(instrument.id)
+    assert upsert_bar_frame(xrp_frame, instrument_id=other_instrument.id, timeframe="1m").unchanged == 2469
+
+
+def test_it_takes_instrument_and_timeframe_from_frame_columns(xrp_frame, instrument):
+    frame = xrp_frame.head(3).assign(instrument_id=instrument.id, timeframe="1m", trades=[1, None, 3])
+
+    result = upsert_bar_frame(frame)
+
+    assert result.inserted == 3
+    assert [bar[6] for bar in stored(instrument.id)] == [1, None, 3]
+
+
+def test_it_accepts_an_empty_batch(xrp_frame):
+    assert upsert_bars([]) == UpsertResult()
+    assert upsert_bar_frame(xrp_frame.head(0), instrument_id=1, timeframe="1m") == UpsertResult()
+
+
+# --- Refusing bad bars ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"high": 0.0001, "low": 0.0002, "open": 0.0002, "close": 0.0002}, "high is below low"),
+        ({"low": 0.0, "open": 0.0, "close": 0.0}, "low must be above 0"),
+        ({"open": 1.0}, "open is outside [low, high]"),
+        ({"close": 0.00000001}, "close is outside [low, high]"),
+        ({"volume": -1.0}, "volume is negative"),
+        ({"close": math.nan}, "prices and volume must be finite"),
+        ({"trades": -3}, "trades must be a whole number"),
+    ],
+)
+def test_it_rejects_a_batch_with_an_invalid_bar_and_writes_nothing(xrp_bars, change, reason):
+    batch = [*xrp_bars[:10], xrp_bars[10]._replace(**change), *xrp_bars[11:20]]
+
+    with pytest.raises(InvalidBars, match=r"1 of 20 bars rejected, nothing written: bar 10 \(instrument") as caught:
+        upsert_bars(batch)
+
+    assert reason in str(caught.value)
+    assert xrp_bars[10].time.isoformat() in str(caught.value)
+    assert Bar.objects.count() == 0
+
+
+def test_it_names_every_offending_bar_up_to_a_limit(xrp_bars):
+    batch = [bar._replace(volume=-1.0) for bar in xrp_bars[:25]]
+
+    with pytest.raises(InvalidBars, match=r"25 of 25 bars rejected.*; and 15 more$") as caught:
+        upsert_bars(batch)
+
+    assert caught.value.offending == 25
+    assert len(caught.value.problems) == 10
+
+
+def test_it_raises_a_rejection_that_survives_pickling(xrp_bars):
+    with pytest.raises(InvalidBars) as caught:
+        upsert_bars([xrp_bars[0]._replace(volume=-1.0)])
+
+    copy = pickle.loads(pickle.dumps(caught.value))
+
+    assert (str(copy), copy.problems, copy.offending) == (str(caught.value), caught.value.problems, 1)
+
+
+def test_it_rejects_naive_times(xrp_bars):
+    naive = xrp_bars[1]._replace(time=xrp_bars[1].time.replace(tzinfo=None))
+
+    with pytest.raises(InvalidBars, match=r"bar 1 .*time must be a timezone-aware datetime"):
+        upsert_bars([xrp_bars[0], naive])
+    assert Bar.objects.count() == 0
+
+
+def test_it_rejects_a_frame_with_naive_times(xrp_frame, instrument):
+    naive = xrp_frame.assign(time=xrp_frame["time"].dt.tz_localize(None))
+
+    with pytest.raises(InvalidBars, match="it must be timezone-aware"):
+        upsert_bar_frame(naive, instrument_id=instrument.id, timeframe="1m")
+
+
+def test_it_rejects_an_unknown_timeframe(xrp_bars):
+    with pytest.raises(InvalidBars, match="bar 1: unknown timeframe '2m'"):
+        upsert_bars([xrp_bars[0], xrp_bars[1]._replace(timeframe="2m")])
+    assert Bar.objects.count() == 0
+
+
+def test_it_rejects_bars_of_an_instrument_that_does_not_exist(xrp_bars, instrument):
+    missing_id = instrument.id + 1000
+
+    with pytest.raises(InvalidBars, match=f"bar 1 \\(instrument {missing_id} .*no such instrument"):
+        upsert_bars([xrp_bars[0], xrp_bars[1]._replace(instrument_id=missing_id)])
+    assert Bar.objects.count() == 0
+
+
+def test_it_moves_a_time_in_another_zone_to_utc(xrp_bars, instrument):
+    elsewhere = xrp_bars[0].time.astimezone(ZoneInfo("America/New_York"))
+
+    upsert_bars([xrp_bars[0]._replace(time=elsewhere)])
+
+    assert stored(instrument.id)[0][0] == xrp_bars[0].time
+
+
+# --- The pure core --------------------------------------------------------------------------------
+
+
+def test_latest_wins_sorts_by_key_and_keeps_the_last_duplicate():
+    base = datetime(2024, 1, 1, tzinfo=UTC)
+    rows = [
+        BarRow(2, "1m", base, 1, 1, 1, 1, 1, None, None, True),
+        BarRow(1, "5m", base, 1, 1, 1, 1, 1, None, None, True),
+        BarRow(1, "1m", base + timedelta(minutes=1), 1, 1, 1, 1, 1, None, None, True),
+        BarRow(1, "1m", base, 1, 1, 1, 1, 1, None, None, True),
+        BarRow(2, "1m", base, 1, 1, 1, 1, 9, None, None, True),
+    ]
+
+    batch = barstore.latest_wins(barstore.columns_from_rows(rows))
+
+    assert batch.instrument_id.tolist() == [1, 1, 1, 2]
+    assert [barstore.TIMEFRAME_NAMES[code] for code in batch.timeframe] == ["1m", "1m", "5m", "1m"]
+    assert batch.volume.tolist() == [1, 1, 1, 9]
+
+
+# --- Helpers ----------------------------------------------------------------------------------------
+
+
+def stored_form(rows: list[BarRow]) -> list[tuple]:
+    """What `stored()` returns for these rows (NaN vwap is stored as unknown)."""
+    return [
+        (row.time, row.open, row.high, row.low, row.close, row.volume, row.trades, row.vwap, row.final)
+        for row in sorted(rows, key=lambda row: row.time)
+    ]
+
+
+def spy_on_write_paths(monkeypatch) -> list[str]:
+    """Record which PostgreSQL write path each part of a batch took."""
+    paths: list[str] = []
+    append, via_staging = barstore._append, barstore._upsert_via_staging
+
+    def spy_append(*args):
+        paths.append("append")
+        return append(*args)
+
+    def spy_staging(*args):
+        paths.append("staging")
+        return via_staging(*args)
+
+    monkeypatch.setattr(barstore, "_append", spy_append)
+    monkeypatch.setattr(barstore, "_upsert_via_staging", spy_staging)
+    return paths

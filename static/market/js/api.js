@@ -1,0 +1,84 @@
+// The REST API as the chart page uses it. Errors come back as ApiError with the server's message
+// (the API answers `{"error": {"code", "message", "fields"}}`).
+
+export class ApiError extends Error {
+  constructor(message, { status = 0, code = "", retryAfter = null } = {}) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+    this.retryAfter = retryAfter; // seconds, when the server said (429 Too Many Requests)
+  }
+}
+
+function retryAfterSeconds(response) {
+  const seconds = Number.parseInt(response.headers.get("Retry-After") ?? "", 10);
+  return Number.isInteger(seconds) && seconds >= 0 ? seconds : null;
+}
+
+async function getJson(url, { signal } = {}) {
+  let response;
+  try {
+    response = await fetch(url, { headers: { Accept: "application/json" }, signal });
+  } catch (error) {
+    if (error.name === "AbortError") {
+      throw error;
+    }
+    throw new ApiError("The server cannot be reached.", { code: "network" });
+  }
+  let body = null;
+  try {
+    body = await response.json();
+  } catch {
+    // Not JSON (a proxy's error page, say): described by the status below.
+  }
+  if (!response.ok) {
+    const message = body?.error?.message || `The server answered ${response.status} ${response.statusText}.`;
+    throw new ApiError(message, {
+      status: response.status,
+      code: body?.error?.code || "",
+      retryAfter: retryAfterSeconds(response),
+    });
+  }
+  return body;
+}
+
+/**
+ * Bars of one series, oldest first: the newest `limit` bars before `end` (epoch seconds, exclusive),
+ * or the newest overall without `end`.
+ */
+export async function fetchBars(barsUrl, { instrument, timeframe, limit, end, start, signal }) {
+  const url = new URL(barsUrl, window.location.href);
+  url.searchParams.set("instrument", String(instrument));
+  url.searchParams.set("timeframe", timeframe);
+  url.searchParams.set("limit", String(limit));
+  if (end !== undefined) {
+    url.searchParams.set("end", new Date(end * 1000).toISOString());
+  }
+  if (start !== undefined) {
+    url.searchParams.set("start", new Date(start * 1000).toISOString());
+  }
+  const body = await getJson(url, { signal });
+  return body.bars;
+}
+
+/** One instrument by id (for a bookmarked instrument that is not in the selector), or null. */
+export async function fetchInstrument(instrumentsUrl, id, { signal } = {}) {
+  try {
+    return await getJson(new URL(`${id}/`, new URL(instrumentsUrl, window.location.href)), { signal });
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) {
+      return null;
+    }
+    throw error;
+  }
+}
+
+/** Active instruments, for when the page was rendered without any. */
+export async function fetchActiveInstruments(instrumentsUrl, { signal } = {}) {
+  const url = new URL(instrumentsUrl, window.location.href);
+  url.searchParams.set("active", "true");
+  url.searchParams.set("limit", "500");
+  const body = await getJson(url, { signal });
+  return body.results;
+}

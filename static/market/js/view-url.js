@@ -1,0 +1,30 @@
+// The page's URL mirrors the view, so that it can be bookmarked and shared:
+// ?instrument=<id>&tf=<timeframe>.
+
+import { TIMEFRAMES } from "cryptostock/format";
+
+/** The view the URL asks for; instrument is null when the URL names none (or nonsense). */
+export function readViewFromUrl() {
+  const params = new URLSearchParams(window.location.search);
+  const instrument = Number.parseInt(params.get("instrument") ?? "", 10);
+  const timeframe = params.get("tf");
+  return {
+    instrument: Number.isInteger(instrument) && instrument > 0 ? instrument : null,
+    timeframe: TIMEFRAMES.includes(timeframe) ? timeframe : "1m",
+  };
+}
+
+/** Put the view in the URL: a new history entry (`push`, a user's choice) or in place. */
+export function writeViewToUrl({ instrument, timeframe }, { push }) {
+  const url = new URL(window.location.href);
+  url.searchParams.set("instrument", String(instrument));
+  url.searchParams.set("tf", timeframe);
+  if (url.href === window.location.href) {
+    return;
+  }
+  if (push) {
+    window.history.pushState(null, "", url);
+  } else {
+    window.history.replaceState(null, "", url);
+  }
+}
