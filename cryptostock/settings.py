@@ -8,12 +8,16 @@ lists every variable this module reads.
 from __future__ import annotations
 
 import os
+import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import dj_database_url
 import django_stubs_ext
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.csp import CSP
 
 # Lets generic classes (ModelAdmin[Model], QuerySet[Model]) be subscripted at run time for typing.
 django_stubs_ext.monkeypatch()
@@ -61,6 +65,14 @@ def envlist(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def envrate(name: str, default: str) -> str:
+    """A rate limit such as `100/m` (count per s, m, h or d; `5/10m` is 5 per ten minutes)."""
+    raw = os.environ.get(name, "").strip() or default
+    if not re.fullmatch(r"[1-9][0-9]*/(?:[1-9][0-9]*)?[smhd]", raw):
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a rate (use e.g. 100/m, 10/s, 1000/h, 5/10m)")
+    return raw
+
+
 DEBUG = envbool("DEBUG", False)
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
@@ -81,8 +93,11 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "corsheaders",
     "rest_framework",
+    "rest_framework_simplejwt.token_blacklist",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
     "django_celery_beat",
     "django_celery_results",
@@ -96,6 +111,13 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    # Before anything that may answer on its own (whitenoise, CommonMiddleware), so those answers
+    # carry CORS headers too.
+    "corsheaders.middleware.CorsMiddleware",
+    # Sees every response under /api/, including Django's own 404/405/500 pages, and gives errors
+    # the API's JSON shape.
+    "cryptostock.api_errors.ApiErrorMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -119,6 +141,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.csp",
             ],
         },
     },
@@ -132,7 +155,7 @@ if not DATABASE_URL:
     # The embedded default must work from a fresh checkout, where var/ does not exist yet.
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASE_URL = f"sqlite:///{VAR_DIR / 'cryptostock.sqlite3'}"
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 60))}
+DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 0))}
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the web server read while a collector writes; IMMEDIATE avoids upgrade deadlocks.
@@ -207,32 +230,151 @@ STORAGES = {
     },
 }
 
+# --- Users and passwords -------------------------------------------------------------------------
+# Argon2 hashes new and changed passwords; the others only verify older hashes, which Django
+# re-hashes with Argon2 at the next successful login.
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    "django.contrib.auth.hashers.ScryptPasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": envint("PASSWORD_MIN_LENGTH", 10)},
+    },
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
 # A file missing from the manifest (or no collectstatic yet, as in tests) falls back to its plain
 # name instead of failing the whole page.
 WHITENOISE_MANIFEST_STRICT = False
 
-LOGIN_URL = "admin:login"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "chart"
+LOGOUT_REDIRECT_URL = "login"
+
+# --- HTTPS and security headers ------------------------------------------------------------------
+# TLS=1 when browsers reach the site over HTTPS (directly or through a TLS-terminating proxy):
+# plain HTTP is redirected, cookies are secure-only and HSTS is sent. The health probes stay
+# reachable over plain HTTP, which is how orchestrators call them.
+TLS = envbool("TLS", False)
+SECURE_SSL_REDIRECT = TLS
+SECURE_REDIRECT_EXEMPT = [r"^health$", r"^ready$"]
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = TLS
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31_536_000) if TLS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", True)
+if envbool("TRUST_X_FORWARDED_PROTO", False):
+    # Only behind a proxy that always sets X-Forwarded-Proto itself; otherwise a client could fake it.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Scripts only from our own origin or carrying the per-request nonce (`{{ csp_nonce }}` in templates);
+# inline styles stay allowed because the error pages and the API docs UIs use them, and an injected
+# style cannot run code. 'self' in connect-src covers the same-origin WebSocket (CSP level 3).
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF, CSP.NONCE],
+    "style-src": [CSP.SELF, CSP.UNSAFE_INLINE],
+    "img-src": [CSP.SELF, "data:"],
+    "font-src": [CSP.SELF],
+    "connect-src": [CSP.SELF],
+    "worker-src": [CSP.SELF, "blob:"],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.SELF],
+    "form-action": [CSP.SELF],
+    "frame-ancestors": [CSP.NONE],
+}
 
 # --- API ---------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "cryptostock.api_schema.AutoSchema",
     "DEFAULT_VERSIONING_CLASS": "rest_framework.versioning.URLPathVersioning",
     "DEFAULT_VERSION": "v1",
     "ALLOWED_VERSIONS": ["v1"],
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        # JWT first: its WWW-Authenticate header makes "not logged in" a 401 instead of a 403.
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        # The web UI's session cookie; DRF enforces CSRF on session-authenticated writes.
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    # Closed unless a view says otherwise: every endpoint names who may use it (accounts.permissions).
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["cryptostock.api_ratelimit.RateLimitThrottle"],
+    "DEFAULT_RENDERER_CLASSES": ["cryptostock.api_json.ORJSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["cryptostock.api_json.ORJSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "cryptostock.api_pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
     "EXCEPTION_HANDLER": "cryptostock.api_errors.exception_handler",
 }
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=envint("JWT_ACCESS_MINUTES", 60)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=envint("JWT_REFRESH_DAYS", 7)),
+    # Each refresh returns a new refresh token and blacklists the one used, so a stolen refresh
+    # token works once at most; logout blacklists the current one.
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
+    # A password change ends every token issued before it.
+    "CHECK_REVOKE_TOKEN": True,
+    "UPDATE_LAST_LOGIN": False,
+}
+# Market data (exchanges, instruments, bars) readable without logging in. Off in production: reads
+# need the viewer role. On by default in the embedded demo (DEBUG=1), whose chart page is public.
+PUBLIC_MARKET_DATA = envbool("PUBLIC_MARKET_DATA", DEBUG)
+# The OpenAPI schema, Swagger UI and ReDoc readable without logging in.
+API_DOCS_PUBLIC = envbool("API_DOCS_PUBLIC", True)
+# Seconds each process remembers a user's permissions (saves two queries per API request); a role
+# taken away applies within this time. 0: read them on every request.
+CAPABILITY_CACHE_SECONDS = envint("CAPABILITY_CACHE_SECONDS", 10)
+# Seconds a bars response may be served from the cache (0: off). Cached bodies are dropped when the
+# instrument's bars change, but only through market.api.bars.invalidate_instrument_bars: turn this
+# on once every path that writes bars calls it.
+API_BARS_CACHE_SECONDS = envint("API_BARS_CACHE_SECONDS", 0)
 SPECTACULAR_SETTINGS = {
     "TITLE": "cryptostock API",
-    "DESCRIPTION": "Market data for crypto and stocks: instruments, OHLCV bars and more.",
+    "DESCRIPTION": (
+        "Market data for crypto and stocks: instruments, OHLCV bars and more. Authenticate with a JWT "
+        "(`POST /api/v1/auth/token/`, then `Authorization: Bearer <access>`) or the web UI's session. "
+        'Every error has the shape `{"error": {"code", "message", "fields"}}`; see docs/api.md.'
+    ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": [
+        "rest_framework.permissions.AllowAny" if API_DOCS_PUBLIC else "rest_framework.permissions.IsAuthenticated"
+    ],
+    # Tags (Swagger UI sections) from the first path segment after the version: bars, instruments, ...
+    "SCHEMA_PATH_PREFIX": r"/api/v[0-9]+",
+    # Separate request and response components, so read-only fields are never asked for.
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI and ReDoc from our own static files: no CDN, and allowed by the CSP.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
+
+# --- Rate limits (django-ratelimit; counters in the default cache, which is Redis in production) ---
+RATELIMIT_ENABLE = envbool("RATELIMIT_ENABLE", True)
+RATELIMIT_USE_CACHE = "default"
+# Behind a reverse proxy every client has the proxy's address: name the request header (as a META
+# key, e.g. HTTP_X_REAL_IP) that the proxy sets to the client's single address.
+RATELIMIT_IP_META_KEY = os.environ.get("RATELIMIT_IP_META_KEY") or None
+# Requests per endpoint group: "user" per logged-in user, "anon" per client IP. A view joins a group
+# with `ratelimit_group = "<name>"`; a view in no listed group counts in "default".
+API_RATE_LIMITS = {
+    "default": {"user": envrate("API_RATE_USER", "100/m"), "anon": envrate("API_RATE_ANON", "30/m")},
+    # Login and token endpoints, against password guessing: per client IP whoever asks.
+    "auth": {"user": envrate("API_RATE_AUTH", "10/m"), "anon": envrate("API_RATE_AUTH", "10/m")},
+}
+
+# --- CORS: web apps on these origins may call the API (with tokens; cookies are not sent) --------
+CORS_ALLOWED_ORIGINS = envlist("CORS_ALLOWED_ORIGINS")
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_ALLOW_CREDENTIALS = False
+CORS_EXPOSE_HEADERS = ["Retry-After"]
 
 # --- Product settings --------------------------------------------------------------------------
 SAMPLE_DATA_DIR = Path(os.environ.get("SAMPLE_DATA_DIR", BASE_DIR / "sample_data"))
@@ -245,6 +387,117 @@ PARTIAL_BAR_MAX_PER_SECOND = envfloat("PARTIAL_BAR_MAX_PER_SECOND", 4.0)
 # Final bars are written in batches of at most this many bars or this many seconds.
 COLLECTOR_FLUSH_BARS = envint("COLLECTOR_FLUSH_BARS", 500)
 COLLECTOR_FLUSH_SECONDS = envfloat("COLLECTOR_FLUSH_SECONDS", 0.1)
+
+# --- Collectors (docs/collectors.md) -----------------------------------------------------------
+# Live streams (tests point them at local servers). The REST catch-up uses BINANCE_API_URL and
+# ALPACA_DATA_URL, and Alpaca's keys and feed, from the backfill settings below.
+BINANCE_WS_URL = os.environ.get("BINANCE_WS_URL", "wss://stream.binance.com:9443")
+# Empty: alpaca-py's own (wss://stream.data.alpaca.markets/v2/<feed>, .../v1beta3/crypto/us).
+ALPACA_STOCK_STREAM_URL = os.environ.get("ALPACA_STOCK_STREAM_URL", "")
+ALPACA_CRYPTO_STREAM_URL = os.environ.get("ALPACA_CRYPTO_STREAM_URL", "")
+# Where yfinance's requests go (empty: Yahoo itself), seconds between two polls, and the calendar
+# whose sessions the polls follow (empty: poll around the clock, for FX, crypto and world indices).
+YAHOO_BASE_URL = os.environ.get("YAHOO_BASE_URL", "")
+YAHOO_POLL_SECONDS = envfloat("YAHOO_POLL_SECONDS", 60.0)
+YAHOO_CALENDAR = os.environ.get("YAHOO_CALENDAR", "")
+# Circuit breaker per source: open after this many failures in a row, try again after this long.
+COLLECTOR_BREAKER_FAILURES = envint("COLLECTOR_BREAKER_FAILURES", 5)
+COLLECTOR_BREAKER_RESET_SECONDS = envfloat("COLLECTOR_BREAKER_RESET_SECONDS", 60.0)
+# Reconnect delays: exponential from BASE up to MAX seconds, with random jitter.
+COLLECTOR_BACKOFF_BASE_SECONDS = envfloat("COLLECTOR_BACKOFF_BASE_SECONDS", 1.0)
+COLLECTOR_BACKOFF_MAX_SECONDS = envfloat("COLLECTOR_BACKOFF_MAX_SECONDS", 60.0)
+# An open stream without any message for this long has stalled: reconnect.
+COLLECTOR_STALL_SECONDS = envfloat("COLLECTOR_STALL_SECONDS", 30.0)
+# A minute's bars close when the source's clock is this many milliseconds past its end.
+COLLECTOR_CLOCK_LAG_MS = envint("COLLECTOR_CLOCK_LAG_MS", 1000)
+# A trade arriving up to this long after its minute's bar closed corrects that bar (re-published).
+COLLECTOR_LATE_GRACE_SECONDS = envfloat("COLLECTOR_LATE_GRACE_SECONDS", 10.0)
+# Final bars kept in memory while the database is unreachable; beyond this the oldest are dropped.
+COLLECTOR_MAX_BUFFERED_BARS = envint("COLLECTOR_MAX_BUFFERED_BARS", 100_000)
+# Seconds between two reads of the active instruments (new ones start streaming, removed ones stop).
+COLLECTOR_SYMBOLS_REFRESH_SECONDS = envfloat("COLLECTOR_SYMBOLS_REFRESH_SECONDS", 5.0)
+# Seconds between two health reports, and the age at which /ready calls a collector stale.
+COLLECTOR_HEALTH_SECONDS = envfloat("COLLECTOR_HEALTH_SECONDS", 5.0)
+COLLECTOR_STALE_SECONDS = envfloat("COLLECTOR_STALE_SECONDS", 60.0)
+# Relative difference between our bar and the exchange's that is more than rounding.
+COLLECTOR_RECONCILE_TOLERANCE = envfloat("COLLECTOR_RECONCILE_TOLERANCE", 1e-9)
+# After a restart, trades this far back at most are fetched one by one; older gaps go to the backfill.
+COLLECTOR_MAX_CATCHUP_MINUTES = envint("COLLECTOR_MAX_CATCHUP_MINUTES", 120)
+
+# --- Scheduled work: roll-up, backfill, data quality, retention (docs/scheduled.md) -------------
+
+
+def _retention_days(name: str, default: str) -> dict[str, int]:
+    """`1m=90,5m=365`: days kept per timeframe; a timeframe not listed is kept forever."""
+    raw = os.environ.get(name, default)
+    policy: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        timeframe, _, days = item.partition("=")
+        if not days.strip().isdigit() or int(days) < 1:
+            raise ImproperlyConfigured(f"{name}={raw!r}: expected timeframe=days pairs, e.g. 1m=90,5m=365")
+        policy[timeframe.strip()] = int(days)
+    return policy
+
+
+# Exchange calendar (exchange-calendars name) of stock and index instruments: their daily bar is the
+# regular session, labelled with the session date; gaps count only while that exchange is open.
+SESSION_CALENDAR = os.environ.get("SESSION_CALENDAR", "XNYS")
+BAR_RETENTION_DAYS = _retention_days("BAR_RETENTION_DAYS", "1m=90")
+# Bars deleted per statement (and transaction) by the retention task: short locks, steady progress.
+RETENTION_BATCH = envint("RETENTION_BATCH", 10_000)
+# Where the history clients of `manage.py backfill` connect (tests point them at a local server).
+BINANCE_API_URL = os.environ.get("BINANCE_API_URL", "https://api.binance.com")
+ALPACA_DATA_URL = os.environ.get("ALPACA_DATA_URL", "https://data.alpaca.markets")
+ALPACA_API_KEY = os.environ.get("ALPACA_API_KEY", "")
+ALPACA_SECRET_KEY = os.environ.get("ALPACA_SECRET_KEY", "")
+# Alpaca's stock feed: "iex" works on the free plan, "sip" needs a subscription.
+ALPACA_STOCK_FEED = os.environ.get("ALPACA_STOCK_FEED", "iex")
+# Seconds between two history requests to one source, on top of the client's own rate limiting.
+BACKFILL_REQUEST_INTERVAL = envfloat("BACKFILL_REQUEST_INTERVAL", 0.35)
+# Timeframes the data-quality task scores, every hour, for yesterday and today.
+QUALITY_TIMEFRAMES = envlist("QUALITY_TIMEFRAMES", "1m")
+
+# Declared here, copied into django-celery-beat's tables when beat starts (DatabaseScheduler), and
+# editable in the admin from there. Beat re-applies these values at each start; disabling an entry
+# in the admin sticks.
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    "roll-up": {"task": "market.tasks.rollup_task", "schedule": 60.0, "options": {"expire_seconds": 55}},
+    "data-quality": {
+        "task": "market.tasks.check_quality_task",
+        "schedule": crontab(minute="7"),
+        "options": {"expire_seconds": 3000},
+    },
+    "retention": {"task": "market.tasks.enforce_retention_task", "schedule": crontab(hour="3", minute="17")},
+}
+CELERY_RESULT_EXTENDED = True  # task name and arguments in the admin's task results
+
+# --- Alerts ------------------------------------------------------------------------------------
+# Email: the console backend prints alert emails in the embedded setup; production sets SMTP.
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "cryptostock <alerts@localhost>")
+# Webhook, Telegram and Slack requests: timeout per attempt, then retries with exponential
+# backoff (BACKOFF, 2 x BACKOFF, 4 x BACKOFF, ... seconds) before the failure is recorded.
+ALERTS_HTTP_TIMEOUT = envfloat("ALERTS_HTTP_TIMEOUT", 5.0)
+ALERTS_DELIVERY_MAX_RETRIES = envint("ALERTS_DELIVERY_MAX_RETRIES", 5)
+ALERTS_DELIVERY_BACKOFF_SECONDS = envfloat("ALERTS_DELIVERY_BACKOFF_SECONDS", 10.0)
+# Bot API base URLs (tests point them at a local server) and the bots' tokens.
+ALERTS_TELEGRAM_API_URL = os.environ.get("ALERTS_TELEGRAM_API_URL", "https://api.telegram.org")
+ALERTS_TELEGRAM_BOT_TOKEN = os.environ.get("ALERTS_TELEGRAM_BOT_TOKEN", "")
+ALERTS_SLACK_API_URL = os.environ.get("ALERTS_SLACK_API_URL", "https://slack.com/api")
+ALERTS_SLACK_BOT_TOKEN = os.environ.get("ALERTS_SLACK_BOT_TOKEN", "")
+# How often beat looks for feeds whose collector went quiet (collector-down rules).
+ALERTS_COLLECTOR_CHECK_SECONDS = envfloat("ALERTS_COLLECTOR_CHECK_SECONDS", 60.0)
+CELERY_BEAT_SCHEDULE["alerts-check-collectors"] = {
+    "task": "alerts.tasks.check_collectors_task",
+    "schedule": ALERTS_COLLECTOR_CHECK_SECONDS,
+    "options": {"expire_seconds": max(1.0, ALERTS_COLLECTOR_CHECK_SECONDS - 5)},
+}
 
 LOGGING = {
     "version": 1,

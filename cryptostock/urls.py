@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
 from market import views as market_views
 
@@ -8,9 +8,12 @@ urlpatterns = [
     path("", market_views.chart, name="chart"),
     path("health", market_views.health, name="health"),
     path("ready", market_views.ready, name="ready"),
+    path("accounts/", include("accounts.urls")),
     path("admin/", admin.site.urls),
-    # Before the versioned API, whose <version> would otherwise swallow "schema" and "docs".
+    # Before the versioned API, whose <version> would otherwise swallow "schema", "docs" and "redoc".
     path("api/schema/", SpectacularAPIView.as_view(api_version="v1"), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    # The split view serves its script as a file, so the page needs no inline script (CSP).
+    path("api/docs/", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("api/<str:version>/", include("cryptostock.api_urls")),
 ]

@@ -25,8 +25,8 @@ def real_bars(instrument, sample_data):
     return frame
 
 
-def test_it_lists_and_shows_instruments(client, instrument):
-    listed = client.get("/api/v1/instruments/").json()
+def test_it_lists_and_shows_instruments(viewer_client, instrument):
+    listed = viewer_client.get("/api/v1/instruments/").json()
     assert listed["count"] == 1
     assert listed["results"][0] == {
         "id": instrument.pk,
@@ -38,25 +38,25 @@ def test_it_lists_and_shows_instruments(client, instrument):
         "quote": "ETH",
         "active": True,
     }
-    assert client.get(f"/api/v1/instruments/{instrument.pk}/").json()["symbol"] == "XRP/ETH"
-    assert client.get("/api/v1/instruments/?search=xrp").json()["count"] == 1
-    assert client.get("/api/v1/instruments/?search=btc").json()["count"] == 0
+    assert viewer_client.get(f"/api/v1/instruments/{instrument.pk}/").json()["symbol"] == "XRP/ETH"
+    assert viewer_client.get("/api/v1/instruments/?search=xrp").json()["count"] == 1
+    assert viewer_client.get("/api/v1/instruments/?search=btc").json()["count"] == 0
 
 
-def test_it_returns_bars_in_a_range_oldest_first(client, instrument, real_bars):
+def test_it_returns_bars_in_a_range_oldest_first(viewer_client, instrument, real_bars):
     start = real_bars["date"].iloc[10].isoformat()
     end = real_bars["date"].iloc[20].isoformat()
-    body = client.get("/api/v1/bars/", {"instrument": instrument.pk, "start": start, "end": end}).json()
+    body = viewer_client.get("/api/v1/bars/", {"instrument": instrument.pk, "start": start, "end": end}).json()
     bars = body["bars"]
     assert len(bars) == 10
     assert bars[0]["time"] == int(real_bars["date"].iloc[10].timestamp())
     assert [bar["close"] for bar in bars] == real_bars["close"].iloc[10:20].tolist()
 
 
-def test_without_start_it_returns_the_newest_bars_oldest_first(client, instrument, real_bars):
-    bars = client.get("/api/v1/bars/", {"instrument": instrument.pk, "limit": 5}).json()["bars"]
+def test_without_start_it_returns_the_newest_bars_oldest_first(viewer_client, instrument, real_bars):
+    bars = viewer_client.get("/api/v1/bars/", {"instrument": instrument.pk, "limit": 5}).json()["bars"]
     assert [bar["time"] for bar in bars] == [int(t.timestamp()) for t in real_bars["date"].iloc[-5:]]
-    newest_first = client.get("/api/v1/bars/", {"instrument": instrument.pk, "limit": 5, "order": "desc"}).json()
+    newest_first = viewer_client.get("/api/v1/bars/", {"instrument": instrument.pk, "limit": 5, "order": "desc"}).json()
     assert newest_first["bars"] == list(reversed(bars))
 
 
@@ -70,8 +70,8 @@ def test_without_start_it_returns_the_newest_bars_oldest_first(client, instrumen
         ({"start": "2019-10-12T00:00:00Z", "end": "2019-10-11T00:00:00Z"}, "end", "end must be after start"),
     ],
 )
-def test_it_rejects_bad_bar_parameters_naming_the_parameter(client, instrument, params, field, words):
-    response = client.get("/api/v1/bars/", {"instrument": instrument.pk, **params})
+def test_it_rejects_bad_bar_parameters_naming_the_parameter(viewer_client, instrument, params, field, words):
+    response = viewer_client.get("/api/v1/bars/", {"instrument": instrument.pk, **params})
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "invalid"
@@ -79,26 +79,29 @@ def test_it_rejects_bad_bar_parameters_naming_the_parameter(client, instrument, 
     assert words in error["message"]
 
 
-def test_it_rejects_an_unknown_or_missing_instrument(client, db):
-    unknown = client.get("/api/v1/bars/", {"instrument": 424242})
+def test_it_rejects_an_unknown_or_missing_instrument(viewer_client, db):
+    unknown = viewer_client.get("/api/v1/bars/", {"instrument": 424242})
     assert unknown.status_code == 400
     assert "no instrument with id 424242" in unknown.json()["error"]["message"]
-    missing = client.get("/api/v1/bars/")
+    missing = viewer_client.get("/api/v1/bars/")
     assert missing.status_code == 400
     assert "instrument" in missing.json()["error"]["fields"]
 
 
-def test_an_unknown_api_version_is_not_found(client, db):
-    assert client.get("/api/v2/instruments/").status_code == 404
+def test_an_unknown_api_version_is_not_found(viewer_client, db):
+    assert viewer_client.get("/api/v2/instruments/").status_code == 404
 
 
-def test_the_openapi_schema_and_swagger_ui_are_served(client, db):
+def test_the_openapi_schema_swagger_ui_and_redoc_are_served_to_anyone(client, db):
     schema = client.get("/api/schema/")
     assert schema.status_code == 200
     assert b"/api/{version}/bars/" in schema.content or b"/api/v1/bars/" in schema.content
     assert client.get("/api/docs/").status_code == 200
+    assert client.get("/api/redoc/").status_code == 200
 
 
-def test_bar_times_are_utc_epoch_seconds(client, instrument, real_bars):
-    bar = client.get("/api/v1/bars/", {"instrument": instrument.pk, "limit": 1, "order": "desc"}).json()["bars"][0]
+def test_bar_times_are_utc_epoch_seconds(viewer_client, instrument, real_bars):
+    bar = viewer_client.get("/api/v1/bars/", {"instrument": instrument.pk, "limit": 1, "order": "desc"}).json()["bars"][
+        0
+    ]
     assert datetime.fromtimestamp(bar["time"], tz=UTC) == real_bars["date"].iloc[-1].to_pydatetime()

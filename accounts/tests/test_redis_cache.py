@@ -1,0 +1,38 @@
+"""The leaner Redis cache backend behaves as Django's (with REDIS_URL set; skipped otherwise)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+from cryptostock.redis_cache import RedisCache
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+pytestmark = pytest.mark.skipif(not REDIS_URL, reason="needs REDIS_URL")
+
+
+@pytest.fixture
+def cache() -> RedisCache:
+    return RedisCache(REDIS_URL, {"KEY_PREFIX": f"test-{uuid.uuid4().hex}"})
+
+
+def test_it_reuses_one_client_per_pool(cache):
+    assert cache._cache.get_client() is cache._cache.get_client(write=True)
+
+
+def test_incr_counts_an_existing_key_in_one_step_and_refuses_a_missing_one(cache):
+    assert cache.add("hits", 1, 60)
+    assert cache.incr("hits") == 2
+    assert cache.incr("hits", 5) == 7
+    assert cache.get("hits") == 7
+    with pytest.raises(ValueError, match="not found"):
+        cache.incr("missing")
+
+
+def test_it_stores_and_reads_values_like_djangos(cache):
+    cache.set("body", (123, b"{}"), 60)
+    assert cache.get_many(["body", "other"]) == {"body": (123, b"{}")}
+    cache.delete("body")
+    assert cache.get("body") is None

@@ -1,0 +1,170 @@
+"""Market data over the API beyond bars: admin writes, latest bar and price, snapshot, public reads."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.test import Client
+from rest_framework_simplejwt.tokens import AccessToken
+
+from market.barstore import BarRow
+from market.models import Exchange, Instrument
+from market.services import store_bars
+
+pytestmark = pytest.mark.django_db
+
+START = datetime(2024, 3, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def admin_client(make_user) -> Client:
+    return Client(headers={"Authorization": f"Bearer {AccessToken.for_user(make_user('admin'))}"})
+
+
+@pytest.fixture
+def bars(instrument):
+    rows = [
+        BarRow(
+            instrument.pk, "1m", START + timedelta(minutes=i), 10.0 + i, 11.0 + i, 9.0 + i, 10.5 + i, 1.0, 3, None, True
+        )
+        for i in range(5)
+    ]
+    store_bars(rows, publish=False)
+    return rows
+
+
+def test_an_admin_creates_updates_and_deactivates_an_instrument(admin_client, exchange):
+    created = admin_client.post(
+        "/api/v1/instruments/", {"exchange": "binance", "symbol": "BTC/USDT"}, content_type="application/json"
+    )
+    pk = created.json()["id"]
+    renamed = admin_client.patch(f"/api/v1/instruments/{pk}/", {"name": "Bitcoin"}, content_type="application/json")
+    deactivated = admin_client.post(f"/api/v1/instruments/{pk}/deactivate/")
+
+    assert created.status_code == 201
+    assert created.json()["base"] == "BTC"
+    assert renamed.json()["name"] == "Bitcoin"
+    assert deactivated.json()["active"] is False
+    assert Instrument.objects.get(pk=pk).active is False
+
+
+def test_an_instrument_cannot_be_deleted(admin_client, instrument):
+    assert admin_client.delete(f"/api/v1/instruments/{instrument.pk}/").status_code == 405
+    assert Instrument.objects.filter(pk=instrument.pk).exists()
+
+
+def test_a_duplicate_symbol_on_one_exchange_is_refused(admin_client, instrument):
+    response = admin_client.post(
+        "/api/v1/instruments/", {"exchange": "binance", "symbol": "XRP/ETH"}, content_type="application/json"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid"
+
+
+def test_an_admin_adds_an_exchange_with_a_known_time_zone_only(admin_client, db):
+    bad = admin_client.post(
+        "/api/v1/exchanges/",
+        {"code": "nyse", "name": "NYSE", "timezone": "Mars/Olympus"},
+        content_type="application/json",
+    )
+    good = admin_client.post(
+        "/api/v1/exchanges/",
+        {"code": "nyse", "name": "NYSE", "timezone": "America/New_York"},
+        content_type="application/json",
+    )
+
+    assert bad.status_code == 400
+    assert "timezone" in bad.json()["error"]["fields"]
+    assert good.status_code == 201
+    assert Exchange.objects.get(code="nyse").timezone == "America/New_York"
+
+
+def test_instruments_filter_by_exchange_asset_class_and_active(viewer_client, instrument):
+    Instrument.objects.create(exchange=instrument.exchange, symbol="OLD/ETH", active=False)
+
+    def symbols(query: str) -> list[str]:
+        return [row["symbol"] for row in viewer_client.get(f"/api/v1/instruments/?{query}").json()["results"]]
+
+    assert symbols("active=true") == ["XRP/ETH"]
+    assert symbols("active=false") == ["OLD/ETH"]
+    assert symbols("exchange=binance&search=") == ["OLD/ETH", "XRP/ETH"]
+    assert symbols("asset_class=stock") == []
+    assert viewer_client.get("/api/v1/instruments/?active=maybe").status_code == 400
+
+
+def test_latest_gives_the_newest_bar_and_its_close(viewer_client, instrument, bars):
+    body = viewer_client.get(f"/api/v1/instruments/{instrument.pk}/latest/").json()
+
+    assert body["bar"]["time"] == int(bars[-1].time.timestamp())
+    assert body["price"] == bars[-1].close
+    assert body["symbol"] == "XRP/ETH"
+    assert body["exchange"] == "binance"
+
+
+def test_latest_of_an_instrument_without_bars_is_null(viewer_client, instrument):
+    body = viewer_client.get(f"/api/v1/instruments/{instrument.pk}/latest/?timeframe=1h").json()
+
+    assert body["bar"] is None
+    assert body["price"] is None
+    assert body["timeframe"] == "1h"
+
+
+def test_the_snapshot_gives_each_instrument_in_the_order_asked(viewer_client, instrument, bars):
+    other = Instrument.objects.create(exchange=instrument.exchange, symbol="ETH/BTC")
+
+    body = viewer_client.get(f"/api/v1/snapshot/?instruments={other.pk},{instrument.pk},{other.pk}").json()
+
+    assert [row["instrument"] for row in body["instruments"]] == [other.pk, instrument.pk]
+    assert body["instruments"][1]["price"] == bars[-1].close
+    assert body["instruments"][0]["bar"] is None
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ("instruments=999999", "no instruments with ids 999999"),
+        ("instruments=1,x", "not a list of instrument ids"),
+        ("instruments=", "may not be blank"),
+        ("instruments=" + ",".join(str(i) for i in range(1, 102)), "at most 100"),
+        ("", "required"),
+    ],
+)
+def test_the_snapshot_names_what_is_wrong_with_the_request(viewer_client, instrument, query, words):
+    response = viewer_client.get(f"/api/v1/snapshot/?{query}")
+
+    assert response.status_code == 400
+    assert words in response.json()["error"]["message"]
+
+
+def test_market_data_reads_are_public_only_when_configured(client, settings, instrument, bars):
+    settings.PUBLIC_MARKET_DATA = False
+    assert client.get("/api/v1/bars/", {"instrument": instrument.pk}).status_code == 401
+
+    settings.PUBLIC_MARKET_DATA = True
+    assert client.get("/api/v1/bars/", {"instrument": instrument.pk}).status_code == 200
+    assert client.get(f"/api/v1/instruments/{instrument.pk}/latest/").status_code == 200
+    # Writes never are.
+    assert (
+        client.post("/api/v1/exchanges/", {"code": "x", "name": "X"}, content_type="application/json").status_code
+        == 401
+    )
+
+
+def test_bars_are_rendered_as_json_numbers(viewer_client, instrument, bars):
+    response = viewer_client.get("/api/v1/bars/", {"instrument": instrument.pk})
+
+    assert response["Content-Type"] == "application/json"
+    assert response.content.startswith(b'{"instrument":')
+    assert response.json()["bars"][0] == {
+        "time": int(START.timestamp()),
+        "open": 10.0,
+        "high": 11.0,
+        "low": 9.0,
+        "close": 10.5,
+        "volume": 1.0,
+        "trades": 3,
+        "vwap": None,
+        "final": True,
+    }
