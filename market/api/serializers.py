@@ -2,12 +2,20 @@ from __future__ import annotations
 
 from datetime import UTC
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from rest_framework import serializers
 
-from market.models import Exchange, Instrument
+from market.models import AssetClass, Exchange, Instrument
 from market.timeframes import TIMEFRAMES
+
+# Ids beyond a signed 64-bit integer cannot exist; refusing them early keeps the database from
+# being asked about them (SQLite raises OverflowError on such a parameter).
+MAX_ID = 2**63 - 1
+# Instruments one snapshot request may ask for.
+MAX_SNAPSHOT_INSTRUMENTS = 100
 
 
 class ExchangeSerializer(serializers.ModelSerializer[Exchange]):
@@ -15,23 +23,54 @@ class ExchangeSerializer(serializers.ModelSerializer[Exchange]):
         model = Exchange
         fields = ["id", "code", "name", "asset_classes", "timezone", "active"]
 
+    def validate_timezone(self, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (KeyError, ValueError, OSError):  # unknown zone, malformed key, unreadable name
+            raise serializers.ValidationError(
+                f"{value!r} is not an IANA time zone such as UTC or America/New_York"
+            ) from None
+        return value
+
 
 class InstrumentSerializer(serializers.ModelSerializer[Instrument]):
-    exchange: serializers.SlugRelatedField[Exchange] = serializers.SlugRelatedField(slug_field="code", read_only=True)
+    exchange: serializers.SlugRelatedField[Exchange] = serializers.SlugRelatedField(
+        slug_field="code", queryset=Exchange.objects.all(), help_text="Exchange code, e.g. binance"
+    )
 
     class Meta:
         model = Instrument
         fields = ["id", "exchange", "symbol", "name", "asset_class", "base", "quote", "active"]
 
 
+class InstrumentFilterSerializer(serializers.Serializer[Any]):
+    """The query string of the instrument list."""
+
+    # Blank values mean "no filter", as an empty search box does.
+    search = serializers.CharField(
+        required=False, allow_blank=True, max_length=100, help_text="Part of the symbol or name"
+    )
+    exchange = serializers.CharField(
+        required=False, allow_blank=True, max_length=32, help_text="Exchange code, e.g. binance"
+    )
+    asset_class = serializers.ChoiceField(choices=AssetClass.choices, required=False, allow_blank=True)
+    active = serializers.BooleanField(required=False, help_text="true or false; absent: both")
+
+
 class BarsQuerySerializer(serializers.Serializer[Any]):
     """Validates the query string of the bars endpoint; names the bad parameter on error."""
 
-    instrument = serializers.IntegerField(min_value=1)
+    instrument = serializers.IntegerField(min_value=1, max_value=MAX_ID)
     timeframe = serializers.ChoiceField(choices=list(TIMEFRAMES), default="1m")
     start = serializers.DateTimeField(required=False, default_timezone=UTC)
     end = serializers.DateTimeField(required=False, default_timezone=UTC)
-    limit = serializers.IntegerField(min_value=1, required=False)
+    limit = serializers.IntegerField(
+        min_value=1,
+        max_value=settings.API_MAX_BARS,
+        required=False,
+        error_messages={"max_value": "at most {max_value} bars per request"},
+        help_text="Default 1000",
+    )
     order = serializers.ChoiceField(choices=["asc", "desc"], default="asc")
 
     def validate_limit(self, value: int) -> int:
@@ -43,7 +82,30 @@ class BarsQuerySerializer(serializers.Serializer[Any]):
         start, end = attrs.get("start"), attrs.get("end")
         if start is not None and end is not None and start >= end:
             raise serializers.ValidationError({"end": "end must be after start"})
-        if not Instrument.objects.filter(pk=attrs["instrument"]).exists():
-            raise serializers.ValidationError({"instrument": f"no instrument with id {attrs['instrument']}"})
+        # Whether the instrument exists is the view's question: a cached response answers it.
         attrs.setdefault("limit", min(1000, settings.API_MAX_BARS))
         return attrs
+
+
+class TimeframeQuerySerializer(serializers.Serializer[Any]):
+    timeframe = serializers.ChoiceField(choices=list(TIMEFRAMES), default="1m")
+
+
+class SnapshotQuerySerializer(TimeframeQuerySerializer):
+    instruments = serializers.CharField(
+        max_length=2000,
+        help_text=f"Comma separated instrument ids, at most {MAX_SNAPSHOT_INSTRUMENTS}",
+        validators=[RegexValidator(r"^ *[1-9][0-9]{0,18}( *, *[1-9][0-9]{0,18})* *$", "not a list of instrument ids")],
+    )
+
+    def validate_instruments(self, value: str) -> list[int]:
+        parts = [part.strip() for part in value.split(",") if part.strip()]
+        if not parts:
+            raise serializers.ValidationError("give at least one instrument id")
+        bad = [part for part in parts if not part.isascii() or not part.isdigit() or not 0 < int(part) <= MAX_ID]
+        if bad:
+            raise serializers.ValidationError(f"not instrument ids: {', '.join(bad[:5])}")
+        ids = list(dict.fromkeys(int(part) for part in parts))
+        if len(ids) > MAX_SNAPSHOT_INSTRUMENTS:
+            raise serializers.ValidationError(f"at most {MAX_SNAPSHOT_INSTRUMENTS} instruments per request")
+        return ids
