@@ -1,0 +1,190 @@
+"""Indicator series over a run of bars, with TA-Lib as the engine. Pure: no Django imports.
+
+Why TA-Lib is called directly and not through pandas-ta's wrappers: with TA-Lib installed,
+pandas-ta's default mode calls these same TA-Lib functions with the same arguments (a test checks
+the values are identical), but its wrappers double the cost (Series copies, validation, extra
+columns: 228 ms against 119 ms for the 13 indicators over a million bars), which breaks the goal of
+staying within 1.5x of TA-Lib; and three of them lose parameters on the way: `stoch` passes `d` as
+the %K smoothing, `adx` returns +DM/-DM where +DI/-DI are meant, `cci` ignores `c`. pandas-ta's
+pure-pandas mode is not offered: it deviates from the conventional values (see docs/indicators.md).
+
+Every function returns float64 arrays as long as the input, NaN where there is no value yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+import talib
+
+from indicators.catalogue import MA_TYPES, IndicatorSpec
+from indicators.series import Bars, FloatArray, IntArray, anchor_periods
+
+Outputs = dict[str, FloatArray]
+TALIB_CCI_CONSTANT = 0.015
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What an indicator may need to know about the instrument: stocks have a session time zone."""
+
+    session_tz: str | None = None
+
+
+def resolve_anchor(anchor: str, context: Context) -> tuple[str, str | None]:
+    """VWAP's anchor as (period, time zone): `auto` is the session for stocks, the UTC day otherwise."""
+    if anchor == "auto":
+        anchor = "session" if context.session_tz else "day"
+    if anchor == "session":
+        return "session", context.session_tz or "UTC"
+    return anchor, None
+
+
+def _sma(bars: Bars, p: dict[str, Any], context: Context) -> Outputs:
+    return {"sma": talib.SMA(bars.source(p["source"]), p["length"])}
+
+
+def _ema(bars: Bars, p: dict[str, Any], context: Context) -> Outputs:
+    return {"ema": talib.EMA(bars.source(p["source"]), p["length"])}
+
+
+def _wma(bars: Bars, p: dict[str, Any], context: Context) -> Outputs:
+    return {"wma": talib.WMA(bars.source(p["source"]), p["length"])}
+
+
+def _rsi(bars: Bars, p: dict[str, Any], context: Context) -> Outputs:
+    return {"rsi": talib.RSI(bars.source(p["source"]), p["length"])}
+
+
+def _macd(bars: Bars, p: dict[str, Any], context: Context) -> Outputs:
+    macd, signal, hist = talib.MACD(bars.source(p["source"]), p["fast"], p["slow"], p["signal"])
+    return {"macd": macd, "signal": signal, "hist": hist}
+
+
+def bollinger_extras(source: FloatArray, upper: FloatArray, middle: FloatArray, lower: FloatArray) -> Outputs:
+    """Bandwidth (percent of the middle band) and %B; %B has no value while the bands touch."""
+    width = upper - lower
+    with np.errstate(divide="ignore", invalid="ignore"):
+        bandwidth = 100.0 * width / middle
+        percent_b = (source - lower) / width
+    percent_b[~(width > 0)] = np.nan
+    return {"bandwidth": bandwidth, "percent_b": percent_b}
+
+
+def _bbands(bars: Bars, p: dict[str, Any], context: Context) -> Outputs:
+    source = bars.source(p["source"])
+    upper, middle, lower = talib.BBANDS(source, p["length"], p["std_up"], p["std_down"], MA_TYPES[p["mamode"]])
+    return {"upper": upper, "middle": middle, "lower": lower, **bollinger_extras(source, upper, middle, lower)}
+
+
+def _atr(bars: Bars, p: dict[str, Any], context: Context) -> Outputs:
+    return {"atr": talib.ATR(bars.high, bars.low, bars.close, p["length"])}
+
+
+def _stoch(bars: Bars, p: dict[str, Any], context: Context) -> Outputs:
+    k, d = talib.STOCH(
+        bars.high,
+        bars.low,
+        bars.close,
+        fastk_period=p["k"],
+        slowk_period=p["smooth_k"],
+        slowk_matype=MA_TYPES[p["k_mamode"]],
+        slowd_period=p["d"],
+        slowd_matype=MA_TYPES[p["d_mamode"]],
+    )
+    return {"k": k, "d": d}
+
+
+def _obv(bars: Bars, p: dict[str, Any], context: Context) -> Outputs:
+    return {"obv": talib.OBV(bars.source(p["source"]), bars.volume)}
+
+
+def anchored_vwap(bars: Bars, periods: IntArray) -> FloatArray:
+    """TA-Lib's VWAP restarted at every change of `periods`; NaN while a period has no volume.
+
+    Long periods (1m bars anchored to the day: 1,440 bars each) call TA-Lib once per period;
+    short ones (hourly and daily bars) take a vectorised path, running sums minus their value
+    before each period, so a million daily bars are not a million calls.
+    """
+    n = len(bars)
+    if n == 0:
+        return np.empty(0)
+    starts = np.concatenate([[0], np.flatnonzero(periods[1:] != periods[:-1]) + 1])
+    if len(starts) * 64 <= n:
+        result = np.empty(n)
+        bounds = [*starts.tolist(), n]
+        for first, stop in pairwise(bounds):
+            part = slice(first, stop)
+            result[part] = talib.VWAP(bars.high[part], bars.low[part], bars.close[part], bars.volume[part])
+        result[result == 0.0] = np.nan  # TA-Lib's answer while the period has no volume (prices are > 0)
+        return result
+    weighted = np.cumsum((bars.high + bars.low + bars.close) / 3.0 * bars.volume)
+    volume = np.cumsum(bars.volume)
+    lengths = np.diff(np.append(starts, n))
+    before = starts[1:] - 1  # the first period starts at 0: nothing to subtract
+    weighted -= np.repeat(np.concatenate([[0.0], weighted[before]]), lengths)
+    volume -= np.repeat(np.concatenate([[0.0], volume[before]]), lengths)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        vwap: FloatArray = weighted / volume
+    vwap[~(volume > 0)] = np.nan
+    return vwap
+
+
+def _vwap(bars: Bars, p: dict[str, Any], context: Context) -> Outputs:
+    anchor, tz = resolve_anchor(p["anchor"], context)
+    return {"vwap": anchored_vwap(bars, anchor_periods(bars.time, anchor, tz))}
+
+
+def _adx(bars: Bars, p: dict[str, Any], context: Context) -> Outputs:
+    high, low, close, length = bars.high, bars.low, bars.close, p["length"]
+    return {
+        "adx": talib.ADX(high, low, close, length),
+        "plus_di": talib.PLUS_DI(high, low, close, length),
+        "minus_di": talib.MINUS_DI(high, low, close, length),
+    }
+
+
+def _cci(bars: Bars, p: dict[str, Any], context: Context) -> Outputs:
+    cci = talib.CCI(bars.high, bars.low, bars.close, p["length"])
+    if p["c"] != TALIB_CCI_CONSTANT:
+        # TA-Lib fixes Lambert's constant at 0.015; CCI is inversely proportional to it.
+        cci = cci * (TALIB_CCI_CONSTANT / p["c"])
+    return {"cci": cci}
+
+
+def _mfi(bars: Bars, p: dict[str, Any], context: Context) -> Outputs:
+    return {"mfi": talib.MFI(bars.high, bars.low, bars.close, bars.volume, p["length"])}
+
+
+COMPUTERS: dict[str, Callable[[Bars, dict[str, Any], Context], Outputs]] = {
+    "sma": _sma,
+    "ema": _ema,
+    "wma": _wma,
+    "rsi": _rsi,
+    "macd": _macd,
+    "bbands": _bbands,
+    "atr": _atr,
+    "stoch": _stoch,
+    "obv": _obv,
+    "vwap": _vwap,
+    "adx": _adx,
+    "cci": _cci,
+    "mfi": _mfi,
+}
+
+
+def compute(spec: IndicatorSpec, bars: Bars, context: Context | None = None) -> Outputs:
+    """Every output of one indicator over `bars`; NaN before its first value."""
+    if len(bars) == 0:
+        return {out.name: np.empty(0) for out in spec.definition.outputs}
+    outputs = COMPUTERS[spec.name](bars, spec.values, context or Context())
+    # TA-Lib returns its outputs in its own order; the catalogue's order is the one clients see.
+    return {out.name: np.asarray(outputs[out.name], dtype=np.float64) for out in spec.definition.outputs}
+
+
+def compute_many(specs: Iterable[IndicatorSpec], bars: Bars, context: Context | None = None) -> dict[str, Outputs]:
+    return {spec.key: compute(spec, bars, context) for spec in specs}

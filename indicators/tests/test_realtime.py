@@ -1,0 +1,102 @@
+"""Indicator values published with each final bar: equal to the historical series, O(1) per bar."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from indicators import realtime
+from indicators.catalogue import default_specs
+from indicators.compute import compute_many
+from indicators.tests.conftest import rows_of
+from market.groups import bars_group
+from market.services import publish_bars, store_bars
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+HISTORY = 2000
+
+
+@pytest.fixture(autouse=True)
+def _fresh_live_state():
+    realtime.forget_live_state()
+    yield
+    realtime.forget_live_state()
+
+
+@pytest.fixture
+def history(instrument, btc_1m):
+    store_bars(rows_of(instrument.pk, btc_1m.slice(0, HISTORY)), publish=False)
+    return btc_1m
+
+
+def assert_equal_to_history(values: Any, bars: Any, upto: int) -> None:
+    expected = compute_many(default_specs(), bars.slice(0, upto))
+    for key, outputs in expected.items():
+        for output, series in outputs.items():
+            assert values[key][output] == pytest.approx(series[-1], rel=1e-9), f"{key}.{output}"
+
+
+def store_and_value(instrument: Any, bars: Any, i: int) -> Any:
+    row = rows_of(instrument.pk, bars.slice(i, i + 1))[0]
+    store_bars([row], publish=False)
+    return realtime.live_indicator_values(row)
+
+
+def test_each_closed_bar_gets_the_values_of_the_whole_history(instrument, history):
+    for i in range(HISTORY, HISTORY + 30):
+        values = store_and_value(instrument, history, i)
+    # OBV too: it continues from the first stored bar, not from the window's
+    assert_equal_to_history(values, history, HISTORY + 30)
+
+
+def test_consecutive_bars_are_carried_forward_without_reading_the_database_again(instrument, history, monkeypatch):
+    opened = []
+    original = realtime._open
+
+    def spy(*args: Any) -> Any:
+        opened.append(args)
+        return original(*args)
+
+    monkeypatch.setattr(realtime, "_open", spy)
+    for i in range(HISTORY, HISTORY + 20):
+        store_and_value(instrument, history, i)
+    assert len(opened) == 1
+
+
+def test_a_bar_stored_without_being_published_reopens_the_series(instrument, history):
+    store_and_value(instrument, history, HISTORY)
+    store_bars(rows_of(instrument.pk, history.slice(HISTORY + 1, HISTORY + 3)), publish=False)  # not published
+    values = store_and_value(instrument, history, HISTORY + 3)
+    assert_equal_to_history(values, history, HISTORY + 4)
+
+
+def test_a_bar_that_is_not_final_gets_no_values(instrument, history):
+    row = rows_of(instrument.pk, history.slice(HISTORY, HISTORY + 1))[0]._replace(final=False)
+    assert realtime.live_indicator_values(row) is None
+
+
+def test_a_failure_is_logged_and_the_bar_still_goes_out(instrument, history, monkeypatch, caplog):
+    monkeypatch.setattr(realtime, "_open", lambda *args: 1 / 0)
+    assert store_and_value(instrument, history, HISTORY) is None
+    assert "live indicators failed" in caplog.text
+
+
+def test_published_final_bars_carry_the_indicators_on_the_channel_group(instrument, history):
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(bars_group(instrument.pk, "1m"), channel)
+    row = rows_of(instrument.pk, history.slice(HISTORY, HISTORY + 1))[0]
+    store_bars([row], publish=False)
+    publish_bars([row])
+    message = async_to_sync(layer.receive)(channel)
+    assert message["bar"]["close"] == row.close
+    assert message["indicators"]["rsi"]["rsi"] == pytest.approx(
+        compute_many(default_specs(), history.slice(0, HISTORY + 1))["rsi"]["rsi"][-1], rel=1e-9
+    )
+    assert set(message["indicators"]) == {spec.key for spec in default_specs()}
+    assert all(np.isfinite(v) for outputs in message["indicators"].values() for v in outputs.values())
