@@ -1,0 +1,158 @@
+"""The alerts API under /api/v1/alerts/: rules CRUD, firing history and notifications, each user's own."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+
+from alerts import services
+from alerts.models import AlertRule, DeliveryStatus
+from alerts.tests.conftest import utc
+from market.models import Instrument
+
+pytestmark = pytest.mark.django_db
+
+RULES = "/api/v1/alerts/rules/"
+
+
+def logged_in(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def owner(analyst):
+    return logged_in(analyst)
+
+
+@pytest.fixture
+def stranger(make_user):
+    return logged_in(make_user("analyst"))
+
+
+def ema_cross(instrument: Instrument, **extra: object) -> dict[str, object]:
+    return {
+        "name": "Golden cross",
+        "instrument": instrument.pk,
+        "timeframe": "1h",
+        "condition": "crossing_up",
+        "source": {"indicator": "ema", "length": 20},
+        "target": {"indicator": "ema", "length": 50},
+        "frequency": "once_per_bar_close",
+        "cooldown_seconds": 3600,
+        "message": "{{ticker}} EMA20 over EMA50 at {{close}}",
+        "channels": ["in_app", "webhook"],
+        "webhook_url": "https://hooks.example.com/alerts",
+        **extra,
+    }
+
+
+def test_an_analyst_creates_a_rule_that_is_theirs(owner, analyst, btc, make_user):
+    someone = make_user("analyst")
+    response = owner.post(RULES, ema_cross(btc, owner=someone.pk), content_type="application/json")
+
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    rule = AlertRule.objects.get(pk=body["id"])
+    assert rule.owner == analyst
+    assert body["description"] == "EMA(20) crossing up EMA(50)"
+    assert body["source"] == {"indicator": "ema", "length": 20}
+    assert len(body["webhook_secret"]) == 64
+    assert (body["fire_count"], body["active"], body["symbol"]) == (0, True, "UNITTEST/BTC")
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"message": "{{ticker}} at {{price}}"}, "message"),
+        ({"level": 30000}, "level"),
+        ({"target": {"indicator": "ema", "length": 1}}, "target"),
+        ({"channels": ["in_app", "pager"]}, "channels"),
+        ({"webhook_url": ""}, "webhook_url"),
+        ({"frequency": "sometimes"}, "frequency"),
+        ({"timeframe": "2m"}, "timeframe"),
+    ],
+)
+def test_a_bad_rule_is_refused_with_the_field_named(owner, btc, change, field):
+    response = owner.post(RULES, ema_cross(btc, **change), content_type="application/json")
+
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid"
+    assert field in error["fields"], error
+
+
+def test_a_partial_update_is_validated_as_the_whole_rule(owner, btc):
+    rule_id = owner.post(RULES, ema_cross(btc), content_type="application/json").json()["id"]
+
+    paused = owner.patch(f"{RULES}{rule_id}/", {"active": False}, content_type="application/json")
+    assert paused.status_code == 200
+    assert paused.json()["active"] is False
+    both = owner.patch(f"{RULES}{rule_id}/", {"level": 1.0}, content_type="application/json")
+    assert both.status_code == 400
+    assert both.json()["error"]["fields"]["level"] == ["give either a level or a target indicator, not both"]
+
+
+def test_rules_belong_to_their_owner_only(owner, stranger, btc):
+    rule_id = owner.post(RULES, ema_cross(btc), content_type="application/json").json()["id"]
+
+    assert stranger.get(RULES).json()["count"] == 0
+    assert stranger.get(f"{RULES}{rule_id}/").status_code == 404
+    assert stranger.patch(f"{RULES}{rule_id}/", {"active": False}, content_type="application/json").status_code == 404
+    assert stranger.delete(f"{RULES}{rule_id}/").status_code == 404
+    assert owner.get(RULES).json()["count"] == 1
+    assert owner.delete(f"{RULES}{rule_id}/").status_code == 204
+
+
+def test_viewers_and_anonymous_users_cannot_manage_alerts(make_user, btc):
+    viewer = logged_in(make_user("viewer"))
+    assert viewer.get(RULES).status_code == 403
+    assert viewer.post(RULES, ema_cross(btc), content_type="application/json").status_code == 403
+    assert Client().get(RULES).status_code == 401
+
+
+def test_rotating_the_webhook_secret(owner, btc):
+    created = owner.post(RULES, ema_cross(btc), content_type="application/json").json()
+    rotated = owner.post(f"{RULES}{created['id']}/rotate-secret/").json()
+    assert rotated["webhook_secret"] != created["webhook_secret"]
+    assert AlertRule.objects.get(pk=created["id"]).webhook_secret == rotated["webhook_secret"]
+
+
+@pytest.fixture
+def fired(make_rule, django_capture_on_commit_callbacks):
+    rule = make_rule(condition="crossing_up", level=0.0019, channels=["in_app", "email"], name="0.0019")
+    with django_capture_on_commit_callbacks(execute=True):
+        services.record_firings([services.Candidate(rule, utc("2017-11-06 04:32"), 0.00190091, 0.00190091, 193.0)])
+    return rule
+
+
+def test_the_firing_history_shows_each_delivery(owner, stranger, fired):
+    body = owner.get("/api/v1/alerts/firings/", {"rule": fired.pk}).json()
+
+    [firing] = body["results"]
+    assert (firing["rule"], firing["rule_name"], firing["symbol"], firing["timeframe"]) == (
+        fired.pk,
+        "0.0019",
+        "UNITTEST/BTC",
+        "1m",
+    )
+    assert firing["bar_time"] == "2017-11-06T04:32:00Z"
+    assert [(d["channel"], d["status"], d["attempts"]) for d in firing["deliveries"]] == [
+        ("in_app", DeliveryStatus.SENT, 1),
+        ("email", DeliveryStatus.SENT, 1),
+    ]
+    assert stranger.get("/api/v1/alerts/firings/").json()["count"] == 0
+    assert stranger.get(f"/api/v1/alerts/firings/{firing['id']}/").status_code == 404
+
+
+def test_notifications_are_listed_and_marked_read(owner, stranger, fired):
+    url = "/api/v1/alerts/notifications/"
+    [notification] = owner.get(url, {"unread": "1"}).json()["results"]
+    assert notification["read"] is False
+    assert notification["message"].startswith("UNITTEST/BTC (binance, 1m): close crossing up 0.0019")
+
+    assert stranger.post(f"{url}{notification['id']}/read/").status_code == 404
+    assert owner.post(f"{url}{notification['id']}/read/").json()["read"] is True
+    assert owner.get(url, {"unread": "1"}).json()["count"] == 0
+    assert owner.post(f"{url}read-all/", {}, content_type="application/json").json() == {"marked_read": 0}
