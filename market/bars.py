@@ -2,22 +2,30 @@
 
 Conventions (the same as exchanges' own klines and freqtrade's candles):
 - a bar covers [open time, open time + 1 minute) in UTC, by the trade's exchange timestamp;
-- open is the first trade, close the last, high/low the extremes, volume the summed amount,
-  `trades` the count and `vwap` the volume-weighted price;
+- open is the earliest trade, close the latest (ties: arrival order), high/low the extremes, volume
+  the summed amount, `trades` the count and `vwap` the volume-weighted price;
 - a minute without trades produces no bar (no forward-filled "flat" bars).
+
+Late trades: a trade for a minute that has already closed is dropped and counted as late, unless it
+arrives within `grace_ms` of that minute's end (by the source's clock, as far as the builder knows
+it: clock events and the open minute). Then it corrects the closed bar, which `add` returns again so
+that the caller stores and publishes the corrected version.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 MINUTE_MS = 60_000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Trade:
+    """One trade. Treat as immutable. Not `frozen=True` on purpose: collectors make hundreds of
+    thousands a second, and a frozen dataclass's __init__ (object.__setattr__ per field) costs five
+    times a plain slotted one's (a NamedTuple's, twice)."""
+
     time_ms: int
     trade_id: str
     price: float
@@ -36,6 +44,8 @@ class MinuteBar:
     volume: float
     trades: int
     notional: float  # sum(price * amount), kept so vwap stays exact as trades arrive
+    first_ms: int = 0  # time of the trade that set `open`
+    last_ms: int = 0  # time of the trade that set `close`
 
     @property
     def vwap(self) -> float | None:
@@ -43,15 +53,9 @@ class MinuteBar:
 
     @classmethod
     def from_trade(cls, trade: Trade, time_ms: int) -> MinuteBar:
+        price = trade.price
         return cls(
-            time_ms=time_ms,
-            open=trade.price,
-            high=trade.price,
-            low=trade.price,
-            close=trade.price,
-            volume=trade.amount,
-            trades=1,
-            notional=trade.price * trade.amount,
+            time_ms, price, price, price, price, trade.amount, 1, price * trade.amount, trade.time_ms, trade.time_ms
         )
 
     def add(self, trade: Trade) -> None:
@@ -60,7 +64,14 @@ class MinuteBar:
             self.high = price
         elif price < self.low:
             self.low = price
-        self.close = price
+        time_ms = trade.time_ms
+        if time_ms >= self.last_ms:
+            self.close = price
+            self.last_ms = time_ms
+        elif time_ms < self.first_ms:
+            # Arrived out of order and is older than the trade that opened the bar.
+            self.open = price
+            self.first_ms = time_ms
         self.volume += trade.amount
         self.trades += 1
         self.notional += price * trade.amount
@@ -70,7 +81,8 @@ class MinuteBar:
 class BuilderStats:
     accepted: int = 0
     duplicates: int = 0
-    late: int = 0
+    late: int = 0  # dropped: their minute had closed more than the grace period ago
+    corrections: int = 0  # accepted late, within the grace period: a closed bar was corrected
     invalid: int = 0
 
 
@@ -79,47 +91,78 @@ class BarBuilder:
     """Builds 1m bars for one instrument from its trades, in arrival order.
 
     `add` returns the bars that the trade closed (the previous minute, once a trade of a later
-    minute arrives); `close_until` closes the open bar when the clock has passed its end, so a
-    quiet market still closes bars. Trades whose id was already seen are dropped (exchanges resend
-    on reconnect); trades for a minute that has already closed are counted as late and dropped.
+    minute arrives) or corrected (a late trade within the grace period); `close_until` closes the open
+    bar when the clock has passed its end, so a quiet market still closes bars. Trades whose id was
+    already seen are dropped (exchanges resend on reconnect).
     """
 
+    #: Trade ids remembered for deduplication: between half of this and this many, the latest.
     dedupe_window: int = 100_000
+    grace_ms: int = 0
     current: MinuteBar | None = None
     last_closed_ms: int = -1
+    clock_ms: int = -1  # the latest source time seen through `close_until`
     stats: BuilderStats = field(default_factory=BuilderStats)
+    # Two generations of seen ids: when the newer one is full the older is forgotten. Cheaper per
+    # trade than an exact sliding window (a set plus a deque), and as good against resends.
     _seen: set[str] = field(default_factory=set)
-    _seen_order: deque[str] = field(default_factory=deque)
+    _seen_before: set[str] = field(default_factory=set)
+    _recent: dict[int, MinuteBar] = field(default_factory=dict)  # closed bars still open to corrections
 
     def add(self, trade: Trade) -> list[MinuteBar]:
-        if not (trade.price > 0 and trade.amount >= 0):
+        price = trade.price
+        amount = trade.amount
+        if not (price > 0 and amount >= 0):  # also false for NaN
             self.stats.invalid += 1
             return []
-        if self._already_seen(trade.trade_id):
-            self.stats.duplicates += 1
-            return []
-        minute = trade.time_ms - trade.time_ms % MINUTE_MS
-        if minute <= self.last_closed_ms:
-            self.stats.late += 1
-            return []
-        self.stats.accepted += 1
+        trade_id = trade.trade_id
+        if trade_id:
+            seen = self._seen
+            if trade_id in seen or trade_id in self._seen_before:
+                self.stats.duplicates += 1
+                return []
+            seen.add(trade_id)
+            if len(seen) >= self.dedupe_window // 2:
+                self._seen_before, self._seen = seen, set()
+        time_ms = trade.time_ms
+        minute = time_ms - time_ms % MINUTE_MS
         current = self.current
-        if current is None:
-            self.current = MinuteBar.from_trade(trade, minute)
-            return []
-        if minute == current.time_ms:
-            current.add(trade)
-            return []
-        if minute < current.time_ms:
-            # Older than the open bar: its minute is over as far as this stream is concerned.
-            self.stats.late += 1
-            return []
-        closed = self._close_current()
+        if current is not None:
+            if minute == current.time_ms:
+                # MinuteBar.add, inlined: this is the line every trade goes through.
+                self.stats.accepted += 1
+                if price > current.high:
+                    current.high = price
+                elif price < current.low:
+                    current.low = price
+                if time_ms >= current.last_ms:
+                    current.close = price
+                    current.last_ms = time_ms
+                elif time_ms < current.first_ms:
+                    current.open = price
+                    current.first_ms = time_ms
+                current.volume += amount
+                current.trades += 1
+                current.notional += price * amount
+                return []
+            if minute > current.time_ms:
+                self.stats.accepted += 1
+                closed = self._close_current()
+                self.current = MinuteBar.from_trade(trade, minute)
+                return [closed]
+            return self._add_late(trade, minute)
+        if minute <= self.last_closed_ms:
+            return self._add_late(trade, minute)
+        self.stats.accepted += 1
         self.current = MinuteBar.from_trade(trade, minute)
-        return [closed]
+        return []
 
     def close_until(self, now_ms: int) -> list[MinuteBar]:
         """Close the open bar if `now_ms` (the source's clock) has reached its end."""
+        if now_ms > self.clock_ms:
+            self.clock_ms = now_ms
+            if self._recent:
+                self._forget_old(now_ms)
         current = self.current
         if current is not None and now_ms >= current.time_ms + MINUTE_MS:
             return [self._close_current()]
@@ -129,25 +172,38 @@ class BarBuilder:
         """Close whatever is open (end of a recording, shutdown)."""
         return [self._close_current()] if self.current is not None else []
 
+    def _add_late(self, trade: Trade, minute: int) -> list[MinuteBar]:
+        """A trade for a minute that is over (as far as this stream is concerned)."""
+        now = self.clock_ms if self.current is None else max(self.clock_ms, self.current.time_ms)
+        if self.grace_ms <= 0 or now >= minute + MINUTE_MS + self.grace_ms:
+            self.stats.late += 1
+            return []
+        self.stats.accepted += 1
+        self.stats.corrections += 1
+        bar = self._recent.get(minute)
+        if bar is None:
+            # The minute had no trade until now: its bar appears late rather than never.
+            bar = self._recent[minute] = MinuteBar.from_trade(trade, minute)
+        else:
+            bar.add(trade)
+        if minute > self.last_closed_ms:
+            self.last_closed_ms = minute
+        return [bar]
+
     def _close_current(self) -> MinuteBar:
         closed = self.current
         assert closed is not None
         self.last_closed_ms = closed.time_ms
         self.current = None
+        if self.grace_ms > 0:
+            self._recent[closed.time_ms] = closed
+            self._forget_old(max(self.clock_ms, closed.time_ms + MINUTE_MS))
         return closed
 
-    def _already_seen(self, trade_id: str) -> bool:
-        if not trade_id:
-            return False
-        seen = self._seen
-        if trade_id in seen:
-            return True
-        seen.add(trade_id)
-        order = self._seen_order
-        order.append(trade_id)
-        if len(order) > self.dedupe_window:
-            seen.discard(order.popleft())
-        return False
+    def _forget_old(self, now_ms: int) -> None:
+        horizon = now_ms - MINUTE_MS - self.grace_ms
+        for minute in [minute for minute in self._recent if minute < horizon]:
+            del self._recent[minute]
 
 
 def build_bars(trades: Iterable[Trade]) -> list[MinuteBar]:
