@@ -7,6 +7,7 @@ Protocol (JSON text frames):
   client -> {"action": "unsubscribe", "instrument": 1, "timeframe": "1m"}
   client -> {"action": "ping"}  server <- {"type": "pong"}
   server <- {"type": "error", "message": "..."}   (the connection stays open)
+  server <- {"type": "alert", "id": 7, "rule": {...}, "message": "...", ...}   (signed-in users: their alerts)
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
+from alerts.groups import user_group
 from market.groups import bars_group
 from market.queries import latest_bars_payload
 from market.timeframes import TIMEFRAMES
@@ -32,9 +34,15 @@ def _snapshot(instrument_id: int, timeframe: str) -> list[dict[str, Any]] | None
 class MarketConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         self.subscriptions: set[tuple[int, str]] = set()
+        user = self.scope.get("user")
+        self.user_group = user_group(user.pk) if user is not None and user.is_authenticated else None
+        if self.user_group is not None:
+            await self.channel_layer.group_add(self.user_group, self.channel_name)
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
+        if getattr(self, "user_group", None) is not None:
+            await self.channel_layer.group_discard(self.user_group, self.channel_name)
         for instrument_id, timeframe in list(getattr(self, "subscriptions", ())):
             await self.channel_layer.group_discard(bars_group(instrument_id, timeframe), self.channel_name)
 
@@ -91,6 +99,16 @@ class MarketConsumer(AsyncJsonWebsocketConsumer):
 
     async def bar_update(self, event: dict[str, Any]) -> None:
         """A bar published to a group this connection subscribed to."""
-        await self.send_json(
-            {"type": "bar", "instrument": event["instrument"], "timeframe": event["timeframe"], "bar": event["bar"]}
-        )
+        message = {
+            "type": "bar",
+            "instrument": event["instrument"],
+            "timeframe": event["timeframe"],
+            "bar": event["bar"],
+        }
+        if "indicators" in event:  # final bars carry the latest indicator values
+            message["indicators"] = event["indicators"]
+        await self.send_json(message)
+
+    async def alert_fired(self, event: dict[str, Any]) -> None:
+        """One of the signed-in user's alert rules fired (alerts.delivery pushes to `user.<id>`)."""
+        await self.send_json({"type": "alert", **event["alert"]})

@@ -1,13 +1,18 @@
 from django.urls import include, path
-from rest_framework.routers import DefaultRouter
+from rest_framework.routers import SimpleRouter
 
 from market.api import views
+from market.api.collectors import CollectorStatusViewSet
+from market.api.quality import QualityReportListView
 
-router = DefaultRouter()
+router = SimpleRouter()
 router.register("exchanges", views.ExchangeViewSet, basename="exchange")
 router.register("instruments", views.InstrumentViewSet, basename="instrument")
+router.register("collectors", CollectorStatusViewSet, basename="collector")
 
 urlpatterns = [
     path("bars/", views.BarsView.as_view(), name="bars"),
+    path("snapshot/", views.SnapshotView.as_view(), name="snapshot"),
+    path("quality/", QualityReportListView.as_view(), name="quality"),
     path("", include(router.urls)),
 ]

@@ -5,96 +5,146 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='Exchange',
+            name="Exchange",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('code', models.SlugField(help_text='Short lowercase name, e.g. binance', max_length=32, unique=True)),
-                ('name', models.CharField(max_length=100)),
-                ('asset_classes', models.CharField(blank=True, help_text='Comma separated, informative only', max_length=100)),
-                ('timezone', models.CharField(default='UTC', help_text="Exchange's local time zone", max_length=64)),
-                ('active', models.BooleanField(default=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("code", models.SlugField(help_text="Short lowercase name, e.g. binance", max_length=32, unique=True)),
+                ("name", models.CharField(max_length=100)),
+                (
+                    "asset_classes",
+                    models.CharField(blank=True, help_text="Comma separated, informative only", max_length=100),
+                ),
+                ("timezone", models.CharField(default="UTC", help_text="Exchange's local time zone", max_length=64)),
+                ("active", models.BooleanField(default=True)),
             ],
             options={
-                'ordering': ['code'],
+                "ordering": ["code"],
             },
         ),
         migrations.CreateModel(
-            name='Instrument',
+            name="Instrument",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('symbol', models.CharField(help_text='As the user knows it: BTC/USDT, AAPL, ^GSPC', max_length=40)),
-                ('name', models.CharField(blank=True, max_length=200)),
-                ('asset_class', models.CharField(choices=[('crypto', 'Crypto'), ('stock', 'Stock'), ('index', 'Index'), ('fx', 'FX')], default='crypto', max_length=10)),
-                ('base', models.CharField(blank=True, help_text='Base asset, e.g. BTC in BTC/USDT', max_length=20)),
-                ('quote', models.CharField(blank=True, help_text='Quote currency, e.g. USDT in BTC/USDT', max_length=20)),
-                ('active', models.BooleanField(default=True, help_text='Collectors stream only active instruments')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('exchange', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='instruments', to='market.exchange')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("symbol", models.CharField(help_text="As the user knows it: BTC/USDT, AAPL, ^GSPC", max_length=40)),
+                ("name", models.CharField(blank=True, max_length=200)),
+                (
+                    "asset_class",
+                    models.CharField(
+                        choices=[("crypto", "Crypto"), ("stock", "Stock"), ("index", "Index"), ("fx", "FX")],
+                        default="crypto",
+                        max_length=10,
+                    ),
+                ),
+                ("base", models.CharField(blank=True, help_text="Base asset, e.g. BTC in BTC/USDT", max_length=20)),
+                (
+                    "quote",
+                    models.CharField(blank=True, help_text="Quote currency, e.g. USDT in BTC/USDT", max_length=20),
+                ),
+                ("active", models.BooleanField(default=True, help_text="Collectors stream only active instruments")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "exchange",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="instruments", to="market.exchange"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['exchange__code', 'symbol'],
+                "ordering": ["exchange__code", "symbol"],
             },
         ),
         migrations.CreateModel(
-            name='Bar',
+            name="Bar",
             fields=[
-                ('id', models.BigAutoField(primary_key=True, serialize=False)),
-                ('timeframe', models.CharField(choices=[('1m', '1m'), ('5m', '5m'), ('15m', '15m'), ('1h', '1h'), ('4h', '4h'), ('1d', '1d')], max_length=4)),
-                ('time', models.DateTimeField(help_text='Open time of the bar, UTC')),
-                ('open', models.FloatField()),
-                ('high', models.FloatField()),
-                ('low', models.FloatField()),
-                ('close', models.FloatField()),
-                ('volume', models.FloatField(default=0.0)),
-                ('trades', models.IntegerField(blank=True, help_text='Number of trades, where known', null=True)),
-                ('vwap', models.FloatField(blank=True, help_text='Volume-weighted average price, where known', null=True)),
-                ('final', models.BooleanField(default=True, help_text="False while the bar's period is still open")),
-                ('instrument', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='bars', to='market.instrument')),
+                ("id", models.BigAutoField(primary_key=True, serialize=False)),
+                (
+                    "timeframe",
+                    models.CharField(
+                        choices=[("1m", "1m"), ("5m", "5m"), ("15m", "15m"), ("1h", "1h"), ("4h", "4h"), ("1d", "1d")],
+                        max_length=4,
+                    ),
+                ),
+                ("time", models.DateTimeField(help_text="Open time of the bar, UTC")),
+                ("open", models.FloatField()),
+                ("high", models.FloatField()),
+                ("low", models.FloatField()),
+                ("close", models.FloatField()),
+                ("volume", models.FloatField(default=0.0)),
+                ("trades", models.IntegerField(blank=True, help_text="Number of trades, where known", null=True)),
+                (
+                    "vwap",
+                    models.FloatField(blank=True, help_text="Volume-weighted average price, where known", null=True),
+                ),
+                ("final", models.BooleanField(default=True, help_text="False while the bar's period is still open")),
+                (
+                    "instrument",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="bars",
+                        to="market.instrument",
+                    ),
+                ),
             ],
         ),
         migrations.AddConstraint(
-            model_name='instrument',
-            constraint=models.UniqueConstraint(fields=('exchange', 'symbol'), name='instrument_unique_symbol_per_exchange'),
+            model_name="instrument",
+            constraint=models.UniqueConstraint(
+                fields=("exchange", "symbol"), name="instrument_unique_symbol_per_exchange"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='bar',
-            constraint=models.UniqueConstraint(fields=('instrument', 'timeframe', 'time'), name='bar_unique_series_time'),
+            model_name="bar",
+            constraint=models.UniqueConstraint(
+                fields=("instrument", "timeframe", "time"), name="bar_unique_series_time"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='bar',
-            constraint=models.CheckConstraint(condition=models.Q(('low__lte', models.F('high'))), name='bar_low_le_high'),
+            model_name="bar",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("low__lte", models.F("high"))), name="bar_low_le_high"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='bar',
-            constraint=models.CheckConstraint(condition=models.Q(('open__gte', models.F('low')), ('open__lte', models.F('high'))), name='bar_open_within_range'),
+            model_name="bar",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("open__gte", models.F("low")), ("open__lte", models.F("high"))),
+                name="bar_open_within_range",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='bar',
-            constraint=models.CheckConstraint(condition=models.Q(('close__gte', models.F('low')), ('close__lte', models.F('high'))), name='bar_close_within_range'),
+            model_name="bar",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("close__gte", models.F("low")), ("close__lte", models.F("high"))),
+                name="bar_close_within_range",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='bar',
-            constraint=models.CheckConstraint(condition=models.Q(('low__gt', 0)), name='bar_prices_positive'),
+            model_name="bar",
+            constraint=models.CheckConstraint(condition=models.Q(("low__gt", 0)), name="bar_prices_positive"),
         ),
         migrations.AddConstraint(
-            model_name='bar',
-            constraint=models.CheckConstraint(condition=models.Q(('volume__gte', 0)), name='bar_volume_not_negative'),
+            model_name="bar",
+            constraint=models.CheckConstraint(condition=models.Q(("volume__gte", 0)), name="bar_volume_not_negative"),
         ),
         migrations.AddConstraint(
-            model_name='bar',
-            constraint=models.CheckConstraint(condition=models.Q(('trades__isnull', True), ('trades__gte', 0), _connector='OR'), name='bar_trades_not_negative'),
+            model_name="bar",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("trades__isnull", True), ("trades__gte", 0), _connector="OR"),
+                name="bar_trades_not_negative",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='bar',
-            constraint=models.CheckConstraint(condition=models.Q(('timeframe__in', ['1m', '5m', '15m', '1h', '4h', '1d'])), name='bar_timeframe_known'),
+            model_name="bar",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("timeframe__in", ["1m", "5m", "15m", "1h", "4h", "1d"])), name="bar_timeframe_known"
+            ),
         ),
     ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.contrib import admin
 from django.contrib.auth import get_user_model
@@ -17,7 +19,7 @@ def admin_client(client):
     return client
 
 
-def registered_models():
+def registered_models() -> list[Any]:
     return sorted(admin.site._registry, key=lambda model: model._meta.label)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import pickle
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -47,12 +48,12 @@ def bars_from(frame: pd.DataFrame, instrument_id: int) -> list[BarRow]:
     ]
 
 
-def stored(instrument_id: int) -> list[tuple]:
+def stored(instrument_id: int) -> list[tuple[Any, ...]]:
     """The stored bars of one instrument's 1m series, in time order, without ids."""
     return list(Bar.objects.for_series(instrument_id, "1m").order_by("time").values_list(*VALUE_FIELDS))
 
 
-def row_versions() -> list[tuple]:
+def row_versions() -> list[tuple[Any, ...]]:
     """Where each stored row version lives and which transaction wrote it: a write changes them."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT id, ctid::text, xmin::text FROM market_bar ORDER BY id")
@@ -308,7 +309,7 @@ def test_latest_wins_sorts_by_key_and_keeps_the_last_duplicate():
 # --- Helpers ----------------------------------------------------------------------------------------
 
 
-def stored_form(rows: list[BarRow]) -> list[tuple]:
+def stored_form(rows: list[BarRow]) -> list[tuple[Any, ...]]:
     """What `stored()` returns for these rows (NaN vwap is stored as unknown)."""
     return [
         (row.time, row.open, row.high, row.low, row.close, row.volume, row.trades, row.vwap, row.final)
@@ -332,3 +333,22 @@ def spy_on_write_paths(monkeypatch) -> list[str]:
     monkeypatch.setattr(barstore, "_append", spy_append)
     monkeypatch.setattr(barstore, "_upsert_via_staging", spy_staging)
     return paths
+
+
+@pytest.mark.django_db
+def test_deleting_an_instrument_deletes_its_bars_without_a_database_foreign_key(instrument, exchange):
+    # Given bars of two instruments (the bar table has no database-level foreign key, see models.py)
+    from market.models import Instrument
+
+    other = Instrument.objects.create(exchange=exchange, symbol="ETH/BTC")
+    rows = [
+        BarRow(i.pk, "1m", datetime(2019, 10, 11, tzinfo=UTC), 1.0, 2.0, 0.5, 1.5, 10.0, 3, 1.2, True)
+        for i in (instrument, other)
+    ]
+    upsert_bars(rows)
+
+    # When one instrument is deleted
+    instrument.delete()
+
+    # Then its bars are gone and the other's stay
+    assert list(Bar.objects.values_list("instrument_id", flat=True)) == [other.pk]

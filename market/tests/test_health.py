@@ -16,7 +16,7 @@ def test_health_answers_without_touching_dependencies(client):
 def test_ready_checks_database_cache_and_channel_layer(client):
     response = client.get("/ready")
     assert response.status_code == 200
-    assert response.json()["components"] == {"database": "ok", "cache": "ok", "channel_layer": "ok"}
+    assert response.json()["components"] == {"database": "ok", "cache": "ok", "channel_layer": "ok", "collectors": "ok"}
 
 
 def test_ready_is_503_and_names_the_cache_when_redis_is_unreachable(client, settings):

@@ -260,13 +260,13 @@ def test_it_rolls_back_the_whole_file_when_a_later_batch_fails(instrument, monke
     # Given a store that refuses the third batch of a file
     calls = []
 
-    def store_bars(rows, *, publish):
-        calls.append(len(rows))
+    def store_bar_frame(frame, *, instrument_id, timeframe):
+        calls.append(len(frame))
         if len(calls) == 3:
             raise DatabaseError("refused")
-        return services.store_bars(rows, publish=publish)
+        return services.store_bar_frame(frame, instrument_id=instrument_id, timeframe=timeframe)
 
-    monkeypatch.setattr("market.management.commands.import_bars.store_bars", store_bars)
+    monkeypatch.setattr("market.management.commands.import_bars.store_bar_frame", store_bar_frame)
 
     # When a file of 2,469 bars is imported 1,000 at a time
     run = import_bars(XRP_FEATHER, batch_size=1_000)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -46,8 +47,8 @@ def stored_bars(instrument_id: int) -> pd.DataFrame:
     )
 
 
-async def receive_until_final(communicator, count: int) -> list[dict]:
-    finals = []
+async def receive_until_final(communicator, count: int) -> list[dict[str, Any]]:
+    finals: list[dict[str, Any]] = []
     while len(finals) < count:
         message = await communicator.receive_json_from(timeout=10)
         if message["type"] == "bar" and message["bar"]["final"]:

@@ -12,11 +12,9 @@ from __future__ import annotations
 from argparse import ArgumentParser
 from dataclasses import dataclass, fields
 from datetime import datetime
-from itertools import repeat
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_slug
@@ -24,10 +22,9 @@ from django.db import DatabaseError, transaction
 from django.utils import timezone
 from tqdm import tqdm
 
-from market.barstore import BarRow
 from market.importers import FORMATS, BarFileError, Rejection, Validation, read_bar_file, validate_bars
 from market.models import Exchange, Instrument
-from market.services import store_bars
+from market.services import ensure_instrument, store_bar_frame
 from market.timeframes import TIMEFRAMES, parse_timeframe
 
 
@@ -98,7 +95,7 @@ class Command(BaseCommand):
             return
 
         if instrument is None:
-            instrument = create_instrument(exchange_code, symbol)
+            instrument = ensure_instrument(exchange_code, symbol)
             self.stdout.write(f"Created instrument {symbol} on {exchange_code}.")
         total = FileReport()
         for item in checked:
@@ -170,7 +167,7 @@ class Command(BaseCommand):
             with progress, transaction.atomic():
                 for start in range(0, len(good), options["batch_size"]):
                     batch = good.iloc[start : start + options["batch_size"]]
-                    result = store_bars(bar_rows(batch, instrument_id, timeframe), publish=False)
+                    result = store_bar_frame(batch, instrument_id=instrument_id, timeframe=timeframe)
                     report.inserted += result.inserted
                     report.updated += result.updated
                     report.unchanged += result.unchanged
@@ -211,29 +208,3 @@ def find_instrument(exchange_code: str, symbol: str, *, may_create: bool) -> Ins
         known = ", ".join(Exchange.objects.values_list("code", flat=True)) or "none yet"
         raise CommandError(f"unknown exchange {exchange_code!r} (known: {known}); --create-instrument creates it")
     raise CommandError(f"no instrument {symbol!r} on {exchange_code}; --create-instrument creates it")
-
-
-def create_instrument(exchange_code: str, symbol: str) -> Instrument:
-    exchange, _ = Exchange.objects.get_or_create(code=exchange_code, defaults={"name": exchange_code})
-    instrument, _ = Instrument.objects.get_or_create(exchange=exchange, symbol=symbol)
-    return instrument
-
-
-def bar_rows(frame: pd.DataFrame, instrument_id: int, timeframe: str) -> list[BarRow]:
-    """The store's row type for a slice of `Validation.good` (trades/vwap None where unknown)."""
-    count = len(frame)
-    times = pd.DatetimeIndex(frame["time"]).to_pydatetime()
-    trades = frame["trades"].astype(object).where(frame["trades"].notna(), None)
-    vwap = frame["vwap"].astype(object).where(frame["vwap"].notna(), None)
-    values = zip(
-        repeat(instrument_id, count),
-        repeat(timeframe, count),
-        times,
-        *(frame[name].tolist() for name in ("open", "high", "low", "close", "volume")),
-        trades.tolist(),
-        vwap.tolist(),
-        frame["final"].tolist(),
-        strict=True,
-    )
-    # Whole columns zipped into `_make`: a per-row Python call either way, but the cheapest one.
-    return list(map(BarRow._make, values))

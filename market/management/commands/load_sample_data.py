@@ -7,22 +7,17 @@ from typing import Any
 import pandas as pd
 from django.core.management.base import BaseCommand
 
-from market.barstore import BarRow
-from market.models import Exchange, Instrument
+from market.models import Exchange
 from market.sample import SAMPLE_EXCHANGES, SAMPLE_INSTRUMENTS, sample_path
-from market.services import store_bars
+from market.services import ensure_instrument, store_bar_frame
 
 
-def history_rows(instrument_id: int, path: str, days: float | None) -> list[BarRow]:
-    frame = pd.read_feather(sample_path(path))
+def history_frame(path: str, days: float | None) -> pd.DataFrame:
+    """A freqtrade OHLCV file as the bar store's columns, cut to its first `days` if given."""
+    frame = pd.read_feather(sample_path(path)).rename(columns={"date": "time"})
     if days is not None:
-        frame = frame[frame["date"] < frame["date"].iloc[0] + pd.Timedelta(days=days)]
-    return [
-        BarRow(instrument_id, "1m", t.to_pydatetime(), o, h, low, c, v, None, None, True)
-        for t, o, h, low, c, v in zip(
-            frame["date"], frame["open"], frame["high"], frame["low"], frame["close"], frame["volume"], strict=True
-        )
-    ]
+        frame = frame[frame["time"] < frame["time"].iloc[0] + pd.Timedelta(days=days)]
+    return frame
 
 
 class Command(BaseCommand):
@@ -32,12 +27,11 @@ class Command(BaseCommand):
         for code, (name, classes) in SAMPLE_EXCHANGES.items():
             Exchange.objects.get_or_create(code=code, defaults={"name": name, "asset_classes": classes})
         for item in SAMPLE_INSTRUMENTS:
-            instrument, _ = Instrument.objects.get_or_create(
-                exchange=Exchange.objects.get(code=item.exchange), symbol=item.symbol
-            )
+            instrument = ensure_instrument(item.exchange, item.symbol)
             if item.history is None:
                 continue
-            result = store_bars(history_rows(instrument.pk, item.history, item.history_days), publish=False)
+            frame = history_frame(item.history, item.history_days)
+            result = store_bar_frame(frame, instrument_id=instrument.pk, timeframe="1m")
             self.stdout.write(
                 f"{instrument}: {result.inserted} bars inserted, {result.updated} updated, {result.unchanged} unchanged"
             )

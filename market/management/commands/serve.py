@@ -7,9 +7,13 @@ web server's process, so the embedded setup runs both on daphne's event loop. Wi
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import logging
+from collections.abc import Callable, Coroutine
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
 from market.management.commands.collect import add_collector_arguments, build_collector
@@ -24,6 +28,13 @@ class Command(BaseCommand):
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8000)
         add_collector_arguments(parser, flag="--collect", required=False)
+        parser.add_argument(
+            "--rollup",
+            action=argparse.BooleanOptionalAction,
+            default=not settings.REDIS_URL,
+            help="Roll bars up to higher timeframes every minute in this process "
+            "(default: on without REDIS_URL, where there is no Celery beat)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         # daphne.server installs Twisted's asyncio reactor on import; it must come before twisted.
@@ -32,23 +43,31 @@ class Command(BaseCommand):
 
         from cryptostock.asgi import application
 
+        jobs: list[Callable[[], Coroutine[Any, Any, Any]]] = []
         if options["source"]:
-            collector = build_collector(options)
-            state: dict[str, Any] = {}
+            jobs.append(build_collector(options).run)
+        if options["rollup"]:
+            from market.rollup import roll_up_periodically
 
-            def start_collector() -> None:
-                state["task"] = twisted_loop.create_task(collector.run())
+            jobs.append(roll_up_periodically)
+        tasks: list[asyncio.Task[Any]] = []
 
-            def stop_collector() -> defer.Deferred[Any] | None:
-                task = state.get("task")
-                if task is None or task.done():
-                    return None
+        def start_jobs() -> None:
+            tasks.extend(twisted_loop.create_task(job()) for job in jobs)
+
+        def stop_jobs() -> defer.Deferred[Any] | None:
+            running = [task for task in tasks if not task.done()]
+            for task in running:
                 task.cancel()
-                return defer.Deferred.fromFuture(task).addErrback(lambda failure: None)
+            if not running:
+                return None
+            # Shutdown waits for them: the collector stores its open bars before it exits.
+            gathered = asyncio.gather(*running, return_exceptions=True)
+            return defer.Deferred.fromFuture(gathered)
 
-            reactor.callWhenRunning(start_collector)
-            # Twisted's interface stubs declare this without `self`, which shifts mypy's argument count.
-            reactor.addSystemEventTrigger("before", "shutdown", stop_collector)  # type: ignore[arg-type]
+        reactor.callWhenRunning(start_jobs)
+        # Twisted's interface stubs declare this without `self`, which shifts mypy's argument count.
+        reactor.addSystemEventTrigger("before", "shutdown", stop_jobs)  # type: ignore[arg-type]
 
         endpoint = f"tcp:port={options['port']}:interface={options['host']}"
         self.stdout.write(f"cryptostock is serving at http://{options['host']}:{options['port']}/", self.style.SUCCESS)
