@@ -1,9 +1,8 @@
 """The bars endpoint's fast path: rows straight from the database as epoch seconds and floats,
 rendered once with orjson into the response body, and optionally cached until new bars arrive.
 
-Why not `market.queries.bars_payload`: turning 1,000 timestamps into timezone-aware datetimes
-(Django's psycopg timestamptz loader is pure Python) and back into epoch seconds is most of its cost;
-the database does that conversion in C. No model instances, no serializer objects per row.
+The rows come from `market.queries.bars_payload` (epoch seconds computed by the database, no model
+instances); no serializer objects per row.
 
 The cache (`API_BARS_CACHE_SECONDS` > 0) keeps whole response bodies, tagged with the instrument's
 bar version; `invalidate_instrument_bars` changes that version, so every write path that stores bars
@@ -14,63 +13,16 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
 from typing import Any
 
 import orjson
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import BigIntegerField, Func
 
-from market.models import Bar, Instrument
+from market.models import Instrument
+from market.queries import bars_payload
 
 log = logging.getLogger(__name__)
-
-BAR_FIELDS = ("time", "open", "high", "low", "close", "volume", "trades", "vwap", "final")
-
-
-class EpochSeconds(Func):
-    """A timestamp as whole seconds since 1970-01-01 UTC, computed by the database."""
-
-    output_field = BigIntegerField()
-
-    @property
-    def convert_value(self) -> Any:
-        # Both databases already return an int: skip the int() Django would call on every row.
-        return self._convert_value_noop  # type: ignore[attr-defined]
-
-    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        return self.as_sql(compiler, connection, template="CAST(EXTRACT(EPOCH FROM %(expressions)s) AS bigint)")
-
-    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        return self.as_sql(compiler, connection, template="unixepoch(%(expressions)s)")
-
-
-def bar_rows(
-    instrument_id: int,
-    timeframe: str,
-    *,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    limit: int,
-    newest_first: bool = False,
-) -> list[dict[str, Any]]:
-    """Bars of one series in [start, end), at most `limit`, oldest first unless `newest_first`;
-    without `start`, the newest `limit` (as `market.queries.bars_payload`, whose shape this keeps)."""
-    query = Bar.objects.for_series(instrument_id, timeframe)
-    if start is not None:
-        query = query.filter(time__gte=start)
-    if end is not None:
-        query = query.filter(time__lt=end)
-    take_newest = newest_first or start is None
-    rows = list(
-        query.order_by("-time" if take_newest else "time")
-        .annotate(epoch=EpochSeconds("time"))
-        .values_list("epoch", *BAR_FIELDS[1:])[:limit]
-    )
-    if take_newest and not newest_first:
-        rows.reverse()
-    return [dict(zip(BAR_FIELDS, row, strict=True)) for row in rows]
 
 
 def _version_key(instrument_id: int) -> str:
@@ -128,7 +80,7 @@ def bars_body(instrument_id: int, timeframe: str, params: dict[str, Any]) -> byt
 def _render(instrument_id: int, timeframe: str, params: dict[str, Any]) -> bytes | None:
     if not Instrument.objects.filter(pk=instrument_id).exists():
         return None
-    bars = bar_rows(
+    bars = bars_payload(
         instrument_id,
         timeframe,
         start=params.get("start"),

@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from market.api.bars import bar_rows, bars_body
+from market.api.bars import bars_body
 from market.api.permissions import MarketDataAccess
 from market.api.serializers import (
     BarsQuerySerializer,
@@ -24,6 +24,7 @@ from market.api.serializers import (
     TimeframeQuerySerializer,
 )
 from market.models import Exchange, Instrument
+from market.queries import bars_payload
 
 
 def query_data(request: Request) -> dict[str, str]:
@@ -87,7 +88,7 @@ LATEST_SCHEMA = inline_serializer(
 
 
 def latest_payload(instrument: Instrument, timeframe: str) -> dict[str, Any]:
-    newest = bar_rows(instrument.pk, timeframe, limit=1, newest_first=True)
+    newest = bars_payload(instrument.pk, timeframe, limit=1, newest_first=True)
     bar = newest[0] if newest else None
     return {
         "instrument": instrument.pk,
