@@ -29,7 +29,7 @@ from websockets.http11 import Request, Response
 
 from market.sources.alpaca import timestamp_ms
 from market.tests.servers.binance import Fault
-from market.tests.servers.http import LocalHttpServer
+from market.tests.servers.http import ReplayServer
 
 STOCK_TRADES = [
     "stock_data__get_trades.json",
@@ -80,7 +80,9 @@ def _sub_millisecond_nanos(text: str) -> int:
     return int((fraction + "000000000")[3:9]) if fraction else 0
 
 
-class AlpacaServer:
+class AlpacaServer(ReplayServer):
+    ws_path = "/v2/iex"
+
     def __init__(
         self,
         items: list[Item],
@@ -97,41 +99,14 @@ class AlpacaServer:
         self.rest_faults = list(rest_faults or [])
         self.page_size = page_size
         self.pace = pace  # messages a second at most; None: as fast as the client reads
-        self.cursor = 0
-        self.attempts = 0
-        self.connections = 0
         self.authenticated = 0
         self.subscriptions: list[dict[str, Any]] = []
         self.sent: list[Item] = []
         self.encodings: list[str] = []
-        self.rest_requests: list[str] = []
-        self._moved = asyncio.Event()
-        self._ws_server: Any = None
-        self._http = LocalHttpServer(self._rest_app())
-        self.ws_url = ""
-        self.rest_url = ""
+        super().__init__()
 
-    @property
-    def finished(self) -> bool:
-        return self.cursor >= len(self.items)
-
-    async def __aenter__(self) -> AlpacaServer:
-        self._ws_server = await websockets.serve(
-            self._handle, "127.0.0.1", 0, process_request=self._process_request, ping_interval=None
-        )
-        port = self._ws_server.sockets[0].getsockname()[1]
-        self.ws_url = f"ws://127.0.0.1:{port}/v2/iex"
-        self.rest_url = await self._http.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._ws_server.close()
-        await self._ws_server.wait_closed()
-        await self._http.stop()
-
-    def advance(self, count: int) -> None:
-        self.cursor = min(len(self.items), self.cursor + count)
-        self._moved.set()
+    def _replay_length(self) -> int:
+        return len(self.items)
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         self.attempts += 1

@@ -29,7 +29,7 @@ from websockets.http11 import Request, Response
 
 from market.bars import MINUTE_MS
 from market.sources.replay import read_cryptofeed
-from market.tests.servers.http import LocalHttpServer
+from market.tests.servers.http import ReplayServer
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def kline_close(symbol: str, rows: list[dict[str, Any]]) -> Message:
     return Message(stream, symbol, "kline", json.dumps({"stream": stream, "data": data}, separators=(",", ":")))
 
 
-class BinanceServer:
+class BinanceServer(ReplayServer):
     def __init__(
         self,
         messages: list[Message],
@@ -142,49 +142,14 @@ class BinanceServer:
         self.pace = pace  # messages per second sent at most; None: as fast as the client reads
         self.skip_on_disconnect = skip_on_disconnect
         self.hold_at = hold_at  # the market stops before this message until `release()`
-        self.cursor = 0
-        self.attempts = 0
-        self.connections = 0
         self.sent: Counter[str] = Counter()  # messages sent, by kind
         self.sent_by_stream: Counter[str] = Counter()
         self.subscribe_requests: list[dict[str, Any]] = []
-        self.rest_requests: list[str] = []
         self.garbage_sent = 0
-        self._moved = asyncio.Event()
-        self._ws_server: Any = None
-        self._http = LocalHttpServer(self._rest_app())
-        self.ws_url = ""
-        self.rest_url = ""
+        super().__init__()
 
-    @property
-    def finished(self) -> bool:
-        return self.cursor >= len(self.messages)
-
-    async def start(self) -> BinanceServer:
-        self._ws_server = await websockets.serve(
-            self._handle, "127.0.0.1", 0, process_request=self._process_request, ping_interval=None
-        )
-        port = self._ws_server.sockets[0].getsockname()[1]
-        self.ws_url = f"ws://127.0.0.1:{port}"
-        self.rest_url = await self._http.start()
-        return self
-
-    async def stop(self) -> None:
-        if self._ws_server is not None:
-            self._ws_server.close()
-            await self._ws_server.wait_closed()
-        await self._http.stop()
-
-    async def __aenter__(self) -> BinanceServer:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    def advance(self, count: int) -> None:
-        """Messages happen without reaching anyone (the client is away)."""
-        self.cursor = min(len(self.messages), self.cursor + count)
-        self._moved.set()
+    def _replay_length(self) -> int:
+        return len(self.messages)
 
     # --- websocket -------------------------------------------------------------------------------
 
