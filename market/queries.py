@@ -5,33 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db.models import BigIntegerField, Func, OuterRef, Subquery
+from django.db import connections
+from django.db.models import OuterRef, Subquery
 
 from market.models import Bar, Instrument
 
 BAR_FIELDS = ("time", "open", "high", "low", "close", "volume", "trades", "vwap", "final")
-
-
-class EpochSeconds(Func):
-    """A timestamp as whole seconds since 1970-01-01 UTC, computed by the database.
-
-    Django's psycopg timestamptz loader is pure Python; turning 1,000 timestamps into aware
-    datetimes and back into epoch seconds was most of the cost of a bars read. The database does
-    the conversion in C.
-    """
-
-    output_field = BigIntegerField()
-
-    @property
-    def convert_value(self) -> Any:
-        # Both databases already return an int: skip the int() Django would call on every row.
-        return self._convert_value_noop  # type: ignore[attr-defined]
-
-    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        return self.as_sql(compiler, connection, template="CAST(EXTRACT(EPOCH FROM %(expressions)s) AS bigint)")
-
-    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        return self.as_sql(compiler, connection, template="unixepoch(%(expressions)s)")
 
 
 def bars_payload(
@@ -49,20 +28,55 @@ def bars_payload(
     Without `start`, the newest `limit` bars are returned (still ordered as asked), which is what a
     chart wants when it opens.
     """
-    query = Bar.objects.for_series(instrument_id, timeframe)
-    if start is not None:
-        query = query.filter(time__gte=start)
-    if end is not None:
-        query = query.filter(time__lt=end)
     take_newest = newest_first or start is None
-    rows = list(
-        query.order_by("-time" if take_newest else "time")
-        .annotate(epoch=EpochSeconds("time"))
-        .values_list("epoch", *BAR_FIELDS[1:])[:limit]
-    )
+    rows = _bar_rows(instrument_id, timeframe, start, end, limit, descending=take_newest)
     if take_newest and not newest_first:
         rows.reverse()
     return [dict(zip(BAR_FIELDS, row, strict=True)) for row in rows]
+
+
+# The bar's open time as whole seconds since 1970-01-01 UTC, computed by the database: Django's
+# psycopg timestamptz loader is pure Python, and turning 1,000 timestamps into aware datetimes and
+# back into epoch seconds was once most of the cost of a bars read.
+_EPOCH_SQL = {"postgresql": 'CAST(EXTRACT(EPOCH FROM "time") AS bigint)', "sqlite": 'unixepoch("time")'}
+
+
+def _bar_rows(
+    instrument_id: int,
+    timeframe: str,
+    start: datetime | None,
+    end: datetime | None,
+    limit: int,
+    *,
+    descending: bool,
+) -> list[tuple[Any, ...]]:
+    """Rows of one series in the order of BAR_FIELDS, straight from the database cursor.
+
+    SQL rather than a queryset: building and compiling the queryset took about 1 ms, and iterating it
+    about 2 us per row in Django's result machinery (chunked fetches, per-row converter checks), for
+    columns psycopg already loads as int, float and bool in C: together a third of a 1,000-bar
+    request. SQLite has no boolean type: `final` comes back as 0 or 1 and is made a bool here, as the
+    field's converter would. Parameters go through the backend's adapters, as the ORM's would.
+    """
+    connection = connections[Bar.objects.db]
+    conditions = ["instrument_id = %s", "timeframe = %s"]
+    params: list[Any] = [instrument_id, timeframe]
+    for operator, moment in ((">=", start), ("<", end)):
+        if moment is not None:
+            conditions.append(f'"time" {operator} %s')
+            params.append(connection.ops.adapt_datetimefield_value(moment))
+    columns = ", ".join((_EPOCH_SQL[connection.vendor], *BAR_FIELDS[1:]))
+    sql = (
+        f"SELECT {columns} FROM {Bar._meta.db_table} WHERE {' AND '.join(conditions)} "
+        f'ORDER BY "time" {"DESC" if descending else "ASC"} LIMIT %s'
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, limit])
+        rows: list[tuple[Any, ...]] = cursor.fetchall()
+    if connection.vendor != "postgresql":
+        final = BAR_FIELDS.index("final")
+        rows = [(*row[:final], bool(row[final]), *row[final + 1 :]) for row in rows]
+    return rows
 
 
 def latest_bars_payload(instrument_id: int, timeframe: str, limit: int) -> list[dict[str, Any]] | None:
