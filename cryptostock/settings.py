@@ -165,6 +165,20 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
     }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+# PostgreSQL: Django's psycopg connection pool, DB_POOL_SIZE connections at most per process (0: no
+# pool, a new connection per request unless DB_CONN_MAX_AGE). Under an ASGI server every request runs
+# in a thread of its own, so persistent connections pile up one per thread; a pool hands a few
+# connections from request to request instead of opening one (a PostgreSQL process) for each.
+# Set for the web server (docker-compose.yml); off elsewhere: Celery's prefork workers would inherit
+# the parent's pooled connections.
+DB_POOL_SIZE = envint("DB_POOL_SIZE", 0)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DB_POOL_SIZE > 0:
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # the pool keeps the connections; Django requires 0
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": min(2, DB_POOL_SIZE),
+        "max_size": DB_POOL_SIZE,
+        "timeout": envint("DB_POOL_TIMEOUT", 10),
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -179,7 +193,8 @@ CHANNEL_REDIS_MAX_CONNECTIONS = envint("CHANNEL_REDIS_MAX_CONNECTIONS", 1000)
 
 if REDIS_URL:
     CACHES: dict[str, Any] = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        # Django's Redis backend minus its per-operation client construction (cryptostock/redis_cache.py).
+        "default": {"BACKEND": "cryptostock.redis_cache.RedisCache", "LOCATION": REDIS_URL}
     }
     CHANNEL_LAYERS: dict[str, Any] = {
         "default": {
@@ -298,7 +313,7 @@ REST_FRAMEWORK = {
     "ALLOWED_VERSIONS": ["v1"],
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # JWT first: its WWW-Authenticate header makes "not logged in" a 401 instead of a 403.
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "accounts.authentication.RememberingJWTAuthentication",
         # The web UI's session cookie; DRF enforces CSRF on session-authenticated writes.
         "rest_framework.authentication.SessionAuthentication",
     ],
@@ -330,10 +345,11 @@ API_DOCS_PUBLIC = envbool("API_DOCS_PUBLIC", True)
 # Seconds each process remembers a user's permissions (saves two queries per API request); a role
 # taken away applies within this time. 0: read them on every request.
 CAPABILITY_CACHE_SECONDS = envint("CAPABILITY_CACHE_SECONDS", 10)
-# Seconds a bars response may be served from the cache (0: off). Cached bodies are dropped when the
-# instrument's bars change, but only through market.api.bars.invalidate_instrument_bars: turn this
-# on once every path that writes bars calls it.
-API_BARS_CACHE_SECONDS = envint("API_BARS_CACHE_SECONDS", 0)
+# Seconds a bars response may be served from the cache (0: off). Every write of bars drops the cached
+# responses of its instruments (market.services.bars_changed); the time only bounds memory. On by
+# default with Redis only: the local-memory cache is per process, and a collector or import in
+# another process could not drop the web server's copies.
+API_BARS_CACHE_SECONDS = envint("API_BARS_CACHE_SECONDS", 300 if REDIS_URL else 0)
 SPECTACULAR_SETTINGS = {
     "TITLE": "cryptostock API",
     "DESCRIPTION": (

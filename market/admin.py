@@ -1,4 +1,9 @@
+from collections.abc import Iterable
+from typing import Any
+
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.forms import ModelForm
 from django.http import HttpRequest
 
 from market.models import (
@@ -11,6 +16,32 @@ from market.models import (
     QualityFinding,
     QualityReport,
 )
+from market.services import bars_changed
+
+
+class ChangesBars:
+    """Admin pages whose saves and deletes change stored bars (a bar edited, an instrument deleted
+    with its bars): the cached API responses of those instruments are dropped once the change commits.
+    `instrument_ids` names the instruments of the objects touched."""
+
+    def instrument_ids(self, objects: Iterable[Any]) -> list[int]:
+        raise NotImplementedError
+
+    def save_model(self, request: HttpRequest, obj: Any, form: ModelForm[Any], change: bool) -> None:
+        # As stored before the edit too: a bar moved to another instrument leaves the first one.
+        before = self.instrument_ids(type(obj)._default_manager.filter(pk=obj.pk)) if change else []
+        super().save_model(request, obj, form, change)  # type: ignore[misc]
+        bars_changed([*before, *self.instrument_ids([obj])])
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        changed = self.instrument_ids([obj])
+        super().delete_model(request, obj)  # type: ignore[misc]
+        bars_changed(changed)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        changed = self.instrument_ids(queryset)
+        super().delete_queryset(request, queryset)  # type: ignore[misc]
+        bars_changed(changed)
 
 
 @admin.register(Exchange)
@@ -21,16 +52,19 @@ class ExchangeAdmin(admin.ModelAdmin[Exchange]):
 
 
 @admin.register(Instrument)
-class InstrumentAdmin(admin.ModelAdmin[Instrument]):
+class InstrumentAdmin(ChangesBars, admin.ModelAdmin[Instrument]):
     list_display = ["symbol", "exchange", "asset_class", "base", "quote", "active", "updated_at"]
     list_filter = ["active", "asset_class", "exchange"]
     search_fields = ["symbol", "name", "base", "quote"]
     list_editable = ["active"]
     list_select_related = ["exchange"]
 
+    def instrument_ids(self, objects: Iterable[Instrument]) -> list[int]:
+        return [instrument.pk for instrument in objects]
+
 
 @admin.register(Bar)
-class BarAdmin(admin.ModelAdmin[Bar]):
+class BarAdmin(ChangesBars, admin.ModelAdmin[Bar]):
     list_display = ["instrument", "timeframe", "time", "open", "high", "low", "close", "volume", "trades", "final"]
     list_filter = ["timeframe", "final", "instrument__exchange"]
     search_fields = ["instrument__symbol"]
@@ -38,6 +72,9 @@ class BarAdmin(admin.ModelAdmin[Bar]):
     list_select_related = ["instrument__exchange"]
     # Bar tables hold millions of rows: an exact COUNT(*) per page view would be the slowest query.
     show_full_result_count = False
+
+    def instrument_ids(self, objects: Iterable[Bar]) -> list[int]:
+        return [bar.instrument_id for bar in objects]
 
 
 @admin.register(CollectorStatus)

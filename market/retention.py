@@ -27,6 +27,7 @@ from typing import Any
 from django.db import connection, transaction
 
 from market.models import Bar, Instrument, PendingRollup
+from market.services import bars_changed
 from market.timeframes import TIMEFRAMES
 
 log = logging.getLogger(__name__)
@@ -102,9 +103,12 @@ def _delete_older(instrument_id: int, timeframe: str, cutoff: datetime, batch: i
         "batch": batch,
     }
     while True:
-        with transaction.atomic(), connection.cursor() as cursor:
-            cursor.execute(DELETE_BATCH, params)
-            count = cursor.rowcount
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(DELETE_BATCH, params)
+                count = cursor.rowcount
+            if count:
+                bars_changed([instrument_id])
         deleted += count
         if count < batch:
             return deleted

@@ -43,7 +43,7 @@ from market.rollup_plan import (
     session_buckets,
     session_source,
 )
-from market.services import publish_bars
+from market.services import bars_changed, publish_bars
 from market.sessions import sessions_between
 from market.timeframes import BASE_TIMEFRAME, TIMEFRAMES, parse_timeframe
 
@@ -148,8 +148,9 @@ def _roll_up_batch(now: datetime, batch: int, publish: bool) -> RollupResult:
         pending = _claim(batch)
         result.claimed = len(pending)
         live = _rebuild(pending, now, publish, result) if pending else []
-        if len(pending) < batch:
-            live += _finalize(now, result)
+        finalized = _finalize(now, result) if len(pending) < batch else []
+        live += finalized
+        bars_changed([*(span[0] for span in pending), *(row.instrument_id for row in finalized)])
         if publish:
             result.published = _publish_after_commit(live, now)
     return result

@@ -7,7 +7,7 @@ sees a bar that a rollback took back.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +16,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+from market.bars_cache import invalidate_cached_bars
 from market.barstore import BarRow, UpsertResult, upsert_bar_frame, upsert_bars
 from market.groups import bars_group
 from market.models import Exchange, Instrument
@@ -51,6 +52,8 @@ def store_bars(rows: Sequence[BarRow], *, publish: bool = True) -> UpsertResult:
     """Upsert bars and, once committed, publish those that were inserted or changed."""
     with transaction.atomic():
         result = upsert_bars(rows)
+        if result.inserted or result.updated:
+            bars_changed(row.instrument_id for row in rows)
         if publish and rows:
             changed = list(rows)
             transaction.on_commit(lambda: publish_bars(changed))
@@ -63,7 +66,20 @@ def store_bar_frame(frame: pd.DataFrame, *, instrument_id: int, timeframe: str) 
     Not published: history is not news. Charts pick it up on their next load.
     """
     with transaction.atomic():
-        return upsert_bar_frame(frame, instrument_id=instrument_id, timeframe=timeframe)
+        result = upsert_bar_frame(frame, instrument_id=instrument_id, timeframe=timeframe)
+        if result.inserted or result.updated:
+            bars_changed([instrument_id])
+    return result
+
+
+def bars_changed(instrument_ids: Iterable[int]) -> None:
+    """Bars of these instruments were written or deleted: once the transaction commits, cached API
+    responses of theirs are dropped. Every path that changes bars calls this (or a service that does):
+    the stores above, the roll-up, retention and the admin. Outside a transaction it acts at once.
+    """
+    changed = set(instrument_ids)
+    if changed:
+        transaction.on_commit(lambda: invalidate_cached_bars(changed))
 
 
 def ensure_instrument(exchange_code: str, symbol: str) -> Instrument:

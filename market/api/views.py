@@ -13,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from market.api.bars import bars_body
+from market.api.bars import render_bars
 from market.api.permissions import MarketDataAccess
 from market.api.serializers import (
     BarsQuerySerializer,
@@ -23,6 +23,7 @@ from market.api.serializers import (
     SnapshotQuerySerializer,
     TimeframeQuerySerializer,
 )
+from market.bars_cache import cached_body, store_body
 from market.models import Exchange, Instrument
 from market.queries import bars_payload
 
@@ -173,11 +174,18 @@ class BarsView(APIView):
         ),
     )
     def get(self, request: Request, version: str) -> HttpResponse:
-        query = BarsQuerySerializer(data=query_data(request))
+        raw = query_data(request)
+        # A body cached for this very query string was stored only after the checks below passed.
+        body, slot = cached_body(raw)
+        if body is not None:
+            return HttpResponse(body, content_type="application/json")
+        query = BarsQuerySerializer(data=raw)
         query.is_valid(raise_exception=True)
         params = query.validated_data
-        # The body is rendered here, once, by orjson (and maybe cached); DRF passes it through.
-        body = bars_body(params["instrument"], params["timeframe"], params)
+        # The body is rendered here, once, by orjson; DRF passes it through.
+        body = render_bars(params["instrument"], params["timeframe"], params)
         if body is None:
             raise serializers.ValidationError({"instrument": [f"no instrument with id {params['instrument']}"]})
+        if slot is not None:
+            store_body(slot, body)
         return HttpResponse(body, content_type="application/json")
