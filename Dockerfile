@@ -18,4 +18,5 @@ RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --no-input -v0 
 USER cryptostock
 
 EXPOSE 8000
-CMD ["daphne", "--bind", "0.0.0.0", "--port", "8000", "cryptostock.asgi:application"]
+# The web server: one daphne process per CPU on one socket (cryptostock/webserver.py).
+CMD ["python", "-m", "cryptostock.webserver", "--bind", "0.0.0.0", "--port", "8000"]

@@ -119,6 +119,38 @@ def test_a_deactivated_user_is_refused_with_a_valid_token(client, viewer):
     assert client.get("/api/v1/me/", headers=bearer(access)).status_code == 401
 
 
+def test_a_password_change_ends_the_tokens_of_a_remembered_user_at_once(client, viewer, settings):
+    settings.CAPABILITY_CACHE_SECONDS = 60
+    access = AccessToken.for_user(viewer)
+    assert client.get("/api/v1/me/", headers=bearer(access)).status_code == 200
+    viewer.set_password("another-long-password")
+    viewer.save()
+
+    assert client.get("/api/v1/me/", headers=bearer(access)).status_code == 401
+
+
+def test_a_deactivated_user_is_refused_though_remembered_once_saved(client, viewer, settings):
+    settings.CAPABILITY_CACHE_SECONDS = 60
+    access = AccessToken.for_user(viewer)
+    assert client.get("/api/v1/me/", headers=bearer(access)).status_code == 200
+    viewer.is_active = False
+    viewer.save()
+
+    assert client.get("/api/v1/me/", headers=bearer(access)).status_code == 401
+
+
+def test_a_user_changed_elsewhere_is_remembered_for_the_cache_time_and_not_with_it_off(client, viewer, settings):
+    settings.CAPABILITY_CACHE_SECONDS = 60
+    access = AccessToken.for_user(viewer)
+    assert client.get("/api/v1/me/", headers=bearer(access)).status_code == 200
+    # A change made elsewhere (another process, a bulk update): no save in this process to notice.
+    get_user_model().objects.filter(pk=viewer.pk).update(is_active=False)
+    assert client.get("/api/v1/me/", headers=bearer(access)).status_code == 200
+    settings.CAPABILITY_CACHE_SECONDS = 0
+
+    assert client.get("/api/v1/me/", headers=bearer(access)).status_code == 401
+
+
 def test_a_user_lists_their_logins_and_revokes_one(client, viewer, make_user):
     phone, laptop = RefreshToken.for_user(viewer), RefreshToken.for_user(viewer)
     RefreshToken.for_user(make_user("viewer"))  # someone else's login, not listed
