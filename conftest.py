@@ -1,5 +1,5 @@
-"""Fixtures for every app's tests: rate limits off, eager Celery, static files without a manifest, users with
-a role."""
+"""Fixtures for every app's tests: rate limits and the bars cache off, eager Celery, static files
+without a manifest, users with a role."""
 
 from __future__ import annotations
 
@@ -15,6 +15,14 @@ def _rate_limits_off(settings):
     """Counters live in the cache (Redis, shared across tests and concurrent runs), so a test that
     counts requests would see other tests' requests. Rate-limit tests turn them back on."""
     settings.RATELIMIT_ENABLE = False
+
+
+@pytest.fixture(autouse=True)
+def _bars_cache_off(settings):
+    """Cached bars responses live in the cache (Redis, kept across runs) under instrument ids, and each
+    run's test database numbers its instruments from 1 again: a test could be answered with another
+    run's bars. The bars cache tests turn it back on for instruments they invalidate first."""
+    settings.API_BARS_CACHE_SECONDS = 0
 
 
 @pytest.fixture(autouse=True)

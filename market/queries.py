@@ -59,8 +59,11 @@ def _bar_rows(
     field's converter would. Parameters go through the backend's adapters, as the ORM's would.
     """
     connection = connections[Bar.objects.db]
-    conditions = ["instrument_id = %s", "timeframe = %s"]
-    params: list[Any] = [instrument_id, timeframe]
+    # Bars only of an instrument that exists (the bar table has no database foreign key): whoever
+    # gets bars back then knows the instrument exists without asking (one InitPlan, evaluated once).
+    exists = f"EXISTS (SELECT 1 FROM {Instrument._meta.db_table} WHERE id = %s)"
+    conditions = ["instrument_id = %s", "timeframe = %s", exists]
+    params: list[Any] = [instrument_id, timeframe, instrument_id]
     for operator, moment in ((">=", start), ("<", end)):
         if moment is not None:
             conditions.append(f'"time" {operator} %s')

@@ -17,8 +17,6 @@ from market.queries import bars_payload
 
 def render_bars(instrument_id: int, timeframe: str, params: dict[str, Any]) -> bytes | None:
     """The response body of a validated bars request; None if there is no such instrument."""
-    if not Instrument.objects.filter(pk=instrument_id).exists():
-        return None
     bars = bars_payload(
         instrument_id,
         timeframe,
@@ -27,4 +25,7 @@ def render_bars(instrument_id: int, timeframe: str, params: dict[str, Any]) -> b
         limit=params["limit"],
         newest_first=params["order"] == "desc",
     )
+    # Bars come only from existing instruments: the existence question is left for an empty answer.
+    if not bars and not Instrument.objects.filter(pk=instrument_id).exists():
+        return None
     return orjson.dumps({"instrument": instrument_id, "timeframe": timeframe, "bars": bars})

@@ -4,6 +4,7 @@ drops the cached responses of its instruments once it commits (stale bars are a 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -51,7 +52,7 @@ def superuser_client() -> Client:
     return client
 
 
-def bars(client, instrument, **params) -> list[dict]:
+def bars(client, instrument, **params) -> list[dict[str, Any]]:
     response = client.get("/api/v1/bars/", {"instrument": instrument.pk, **params})
     assert response.status_code == 200, response.content
     return response.json()["bars"]
@@ -165,7 +166,13 @@ def test_editing_a_bar_in_the_admin_drops_the_cached_responses(viewer_client, su
         "timeframe": "1m",
         "time_0": "2024-03-01",
         "time_1": "00:00:00",
-        **{"open": 10.0, "high": 11.0, "low": 9.0, "close": 9.5, "volume": 1.0, "trades": 3, "vwap": ""},
+        "open": 10.0,
+        "high": 11.0,
+        "low": 9.0,
+        "close": 9.5,
+        "volume": 1.0,
+        "trades": 3,
+        "vwap": "",
         "final": "on",
     }
     with committing():
