@@ -1,0 +1,79 @@
+"""The production web server: several daphne processes answering on one port, stopped together."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+@pytest.fixture
+def web_server(tmp_path):
+    port = free_port()
+    env = {**os.environ, "DEBUG": "0", "ALLOWED_HOSTS": "127.0.0.1", "SECRET_KEY": "web-server-test-key"}
+    env.pop("DATABASE_URL", None)  # /health needs no database; the default SQLite file lives in VAR_DIR
+    env.update(VAR_DIR=str(tmp_path), PYTHONPATH=str(ROOT))
+    command = [sys.executable, "-m", "cryptostock.webserver", "--bind", "127.0.0.1", "--port", str(port)]
+    process = subprocess.Popen([*command, "--workers", "2"], cwd=ROOT, env=env)
+    try:
+        yield process, f"http://127.0.0.1:{port}/health"
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=30)
+
+
+def answers(url: str, timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return int(response.status)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.3)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads child processes from /proc")
+def test_two_daphne_processes_answer_on_one_port_and_stop_on_sigint(web_server):
+    process, url = web_server
+
+    assert answers(url) == 200
+    assert len(children(process.pid)) == 2
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=30) == 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads child processes from /proc")
+def test_when_one_daphne_dies_the_server_stops_the_other_and_fails(web_server):
+    process, url = web_server
+    answers(url)
+    first, second = children(process.pid)
+
+    os.kill(first, signal.SIGKILL)
+
+    assert process.wait(timeout=30) != 0
+    with pytest.raises(ProcessLookupError):
+        os.kill(second, 0)
