@@ -5,8 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular import openapi
+from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import permissions, serializers
+
+
+class RememberingJWTScheme(SimpleJWTScheme):  # type: ignore[no-untyped-call]
+    """Our JWT authentication is simplejwt's with the user remembered: the same bearer scheme
+    (drf-spectacular matches its extensions by exact class, not subclasses)."""
+
+    target_class = "accounts.authentication.RememberingJWTAuthentication"
 
 
 class ErrorDetailSerializer(serializers.Serializer[Any]):

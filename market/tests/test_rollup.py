@@ -220,8 +220,10 @@ def test_rolled_up_bars_at_the_live_edge_are_published_after_commit(
 
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         result = roll_up(now)
-    assert len(callbacks) == 1  # the broadcast waits for the commit
-    callbacks[0]()
+    # The bars cache invalidation and the broadcast wait for the commit.
+    assert len(callbacks) == 2
+    for callback in callbacks:
+        callback()
 
     messages = async_to_sync(receive)(layer, channel, 2)
     assert {(m["type"], m["timeframe"]) for m in messages} == {("bar.update", "1h")}
