@@ -9,7 +9,8 @@ connection to one of them. HTTP and WebSockets both go to whichever process acce
 reaches the others through the Redis channel layer, as with several hosts).
 
 Supervision is deliberately minimal: when one daphne exits, the others are stopped and this exits
-with its status, so the container's restart policy starts a clean set. SIGTERM and SIGINT are passed
+with its status, so the container's restart policy starts a clean set (only a worker failing while
+the set starts is started again, see `serve`). SIGTERM and SIGINT are passed
 on to every daphne, which then close their connections as they would alone.
 """
 
@@ -22,11 +23,16 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 APPLICATION = "cryptostock.asgi:application"
 STOP_TIMEOUT = 20.0
+# A worker exiting with an error within this many seconds of the start is started again, at most
+# STARTUP_RESTARTS times.
+STARTUP_SECONDS = 120.0
+STARTUP_RESTARTS = 3
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -63,30 +69,56 @@ def daphne_command(fd: int, args: argparse.Namespace) -> list[str]:
 
 
 def serve(args: argparse.Namespace) -> int:
+    # Kept open here too, so that a worker can be started again on it (see STARTUP_SECONDS).
     sock = listening_socket(args.bind, args.port, args.backlog)
     fd = sock.fileno()
-    workers = [subprocess.Popen(daphne_command(fd, args), pass_fds=(fd,)) for _ in range(args.workers)]
-    # The children hold the socket now; this process only supervises.
-    sock.close()
+
+    def start_worker() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(daphne_command(fd, args), pass_fds=(fd,))
+
+    workers = {worker.pid: worker for worker in (start_worker() for _ in range(args.workers))}
+    started = time.monotonic()
+    restarts = 0
+    stopping = False
 
     def stop(signum: int, _frame: object) -> None:
-        for worker in workers:
+        nonlocal stopping
+        stopping = True
+        for worker in list(workers.values()):
             if worker.poll() is None:
                 worker.send_signal(signum)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    _pid, status = os.wait()
-    for worker in workers:
+    while True:
+        pid, status = os.wait()
+        exited = workers.pop(pid, None)
+        if exited is not None:
+            exited.returncode = os.waitstatus_to_exitcode(status)
+        # daphne finds its `fd:` endpoint through twisted's plugin cache, and workers starting at the
+        # same moment have been seen to miss it ("Unknown endpoint type: 'fd'"): a worker that fails
+        # while starting gets another chance, a few times; after that, or later, it is a real failure.
+        # Killed by a signal (the OOM killer, an operator) is never retried.
+        failed_starting = os.waitstatus_to_exitcode(status) > 0 and time.monotonic() - started < STARTUP_SECONDS
+        if not stopping and failed_starting and restarts < STARTUP_RESTARTS:
+            restarts += 1
+            print(f"webserver: a daphne process failed while starting; starting another ({restarts})", file=sys.stderr)
+            worker = start_worker()
+            workers[worker.pid] = worker
+            continue
+        break
+    sock.close()
+    for worker in workers.values():
         if worker.poll() is None:
             worker.terminate()
-    for worker in workers:
+    for worker in workers.values():
         try:
             worker.wait(timeout=STOP_TIMEOUT)
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait()
-    return os.waitstatus_to_exitcode(status)
+    # Asked to stop, it stopped (a worker still loading dies of the signal itself: not a failure).
+    return 0 if stopping else os.waitstatus_to_exitcode(status)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
