@@ -50,10 +50,10 @@ def bar_message(row: BarRow) -> dict[str, Any]:
 def store_bars(rows: Sequence[BarRow], *, publish: bool = True) -> UpsertResult:
     """Upsert bars and, once committed, publish those that were inserted or changed."""
     with transaction.atomic():
-        result = upsert_bars(rows)
-        if publish and rows:
-            changed = list(rows)
-            transaction.on_commit(lambda: publish_bars(changed))
+        result = upsert_bars(rows, report_written=publish)
+        written = [row for row in rows if result.wrote(row)] if publish else []
+        if written:
+            transaction.on_commit(lambda: publish_bars(written))
     return result
 
 
