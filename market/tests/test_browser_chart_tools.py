@@ -1,0 +1,262 @@
+"""The chart's tools in a real browser: indicators (overlays, panes, parameters, live values, the URL)
+and price alerts created from the chart.
+
+Same product and browser as test_browser.py (its fixtures, imported): `serve` with the replay
+collector on a fresh SQLite database with the sample data, driven through headless Chromium and
+observed through `window.cryptostock`, the page's test hook.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from playwright.sync_api import Page
+
+from market.tests.test_browser import (  # noqa: F401 (fixtures, used by name)
+    LIVE_UPDATE_SECONDS,
+    REPO_ROOT,
+    Product,
+    browser,
+    console_errors,
+    page,
+    product,
+    screenshot,
+    server,
+    state,
+    wait_for_bars,
+    wait_until,
+    xrp_eth,
+)
+
+pytestmark = pytest.mark.browser
+
+ANALYST = "chart-analyst"
+ANALYST_PASSWORD = "a long test password 7"  # noqa: S105 (a throwaway account on a throwaway database)
+
+
+@pytest.fixture(scope="module")
+def analyst(product: Product) -> str:
+    """A user who may own alerts (role analyst), in the product's database."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", "createuser", ANALYST, "--role", "analyst", "--password-stdin"],
+        cwd=REPO_ROOT, env=product.env, input=f"{ANALYST_PASSWORD}\n", capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    if result.returncode != 0:
+        pytest.fail(f"createuser failed:\n{result.stdout}\n{result.stderr}")
+    return ANALYST
+
+
+def log_in(page: Page, server: str, next_path: str) -> None:
+    page.goto(f"{server}/accounts/login/?next={next_path}")
+    page.get_by_label("Username").fill(ANALYST)
+    page.get_by_label("Password").fill(ANALYST_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"**{next_path.split('?')[0]}*")
+
+
+def indicator_params(page: Page) -> list[str]:
+    return parse_qs(urlsplit(page.url).query).get("ind", [])
+
+
+def add_indicator(page: Page, name: str, **params: object) -> None:
+    """Through the dialog, as a user does: pick the indicator, change parameters, press Add."""
+    page.get_by_test_id("add-indicator").click()
+    dialog = page.get_by_test_id("indicator-dialog")
+    dialog.get_by_label("Indicator").select_option(name)
+    for param, value in params.items():
+        dialog.locator(f"#indicator-param-{param}").fill(str(value))
+    dialog.get_by_test_id("indicator-submit").click()
+    assert dialog.is_hidden()
+
+
+def test_adding_rsi_opens_a_pane_with_values_that_the_legend_shows(page, server, xrp_eth):
+    # Given the 1m chart of XRP/ETH: the price pane and the volume pane
+    page.goto(f"{server}/?instrument={xrp_eth}&tf=1m")
+    wait_for_bars(page)
+    wait_until(page, "() => !window.cryptostock.indicatorsLoading && !document.querySelector('[data-testid=add-indicator]').disabled")
+    assert state(page)["panes"] == 2
+
+    # When the user adds RSI with the dialog's defaults
+    add_indicator(page, "rsi")
+
+    # Then a third pane shows RSI's values for the loaded bars, the URL names it, the legend shows its value
+    loaded = wait_until(page, "() => window.cryptostock.indicators.length === 1 && window.cryptostock.indicators[0].values > 0")
+    rsi = loaded["indicators"][0]
+    assert loaded["panes"] == 3
+    assert rsi["name"] == "rsi" and rsi["pane"] == 2
+    assert 0 <= rsi["last"]["rsi"] <= 100
+    assert indicator_params(page) == ["rsi"]
+    legend = page.get_by_test_id("legend-indicators")
+    assert legend.inner_text().startswith("RSI 14")
+    assert legend.locator("[data-output=rsi]").inner_text() != "—"
+    screenshot(page, "chart-rsi-dark")
+
+    # When the user removes it from its chip
+    page.get_by_role("button", name="Remove RSI 14").click()
+
+    # Then its pane is gone and the URL no longer names it
+    wait_until(page, "() => window.cryptostock.panes === 2 && window.cryptostock.indicators.length === 0")
+    assert indicator_params(page) == []
+
+
+def test_overlays_and_panes_with_parameters_survive_a_reload_from_the_url(page, server, xrp_eth):
+    # Given the chart
+    page.goto(f"{server}/?instrument={xrp_eth}&tf=1m")
+    wait_for_bars(page)
+    wait_until(page, "() => !document.querySelector('[data-testid=add-indicator]').disabled")
+
+    # When the user adds an EMA 50 over the price, Bollinger bands and a MACD with other parameters
+    add_indicator(page, "ema", length=50)
+    add_indicator(page, "bbands")
+    add_indicator(page, "macd", fast=8, slow=21)
+
+    # Then the overlays share the price pane, MACD has its own, and all of them have values
+    shown = wait_until(page, "() => window.cryptostock.indicators.length === 3 && window.cryptostock.indicators.every((i) => i.values > 0)")
+    assert [(i["name"], i["pane"]) for i in shown["indicators"]] == [("ema", 0), ("bbands", 0), ("macd", 2)]
+    assert shown["indicators"][0]["params"]["length"] == 50
+    assert indicator_params(page) == ["ema:length=50", "bbands", "macd:fast=8,slow=21"]
+
+    # When the user edits the EMA from its chip: length 21
+    page.get_by_role("button", name="Edit EMA 50").click()
+    page.get_by_test_id("indicator-dialog").locator("#indicator-param-length").fill("21")
+    page.get_by_test_id("indicator-submit").click()
+    wait_until(page, "() => window.cryptostock.indicators[0].params.length === 21 && window.cryptostock.indicators[0].values > 0")
+    assert indicator_params(page)[0] == "ema:length=21"
+
+    # And a parameter out of bounds is refused in the dialog, naming the bounds
+    page.get_by_role("button", name="Edit EMA 21").click()
+    page.get_by_test_id("indicator-dialog").locator("#indicator-param-length").fill("1")
+    page.get_by_test_id("indicator-submit").click()
+    error = page.get_by_test_id("indicator-dialog").get_by_role("alert")
+    assert "between 2 and 100000" in error.inner_text()
+    page.get_by_test_id("indicator-dialog").get_by_role("button", name="Cancel").click()
+
+    # Then reopening the URL (a bookmark) shows the same indicators with the same parameters
+    url = page.url
+    page.goto("about:blank")
+    page.goto(url)
+    wait_for_bars(page)
+    again = wait_until(page, "() => window.cryptostock.indicators.length === 3 && window.cryptostock.indicators.every((i) => i.values > 0)")
+    assert [(i["name"], i["params"].get("length"), i["params"].get("fast")) for i in again["indicators"]] == [
+        ("ema", 21, None),
+        ("bbands", 20, None),
+        ("macd", None, 8),
+    ]
+    assert again["panes"] == 3
+    screenshot(page, "chart-indicators-dark")
+
+
+def test_indicator_values_follow_the_live_bars(page, server, xrp_eth):
+    # Given RSI with the defaults (values from the live feed) and RSI 21 (refetched on bar close)
+    page.goto(f"{server}/?instrument={xrp_eth}&tf=1m&ind=rsi&ind=rsi:length=21")
+    wait_for_bars(page)
+    before = wait_until(page, "() => window.cryptostock.indicators.length === 2 && window.cryptostock.indicators.every((i) => i.values > 0)")
+
+    # When bars close on the live feed
+    wait_until(
+        page,
+        "(n) => window.cryptostock.indicatorLiveUpdates > 0 && window.cryptostock.indicatorRefetches > 0"
+        " && !window.cryptostock.indicatorsLoading && window.cryptostock.indicators.every((i) => i.values > n)",
+        arg=min(i["values"] for i in before["indicators"]),
+        timeout_ms=LIVE_UPDATE_SECONDS * 1000,
+    )
+
+    # Then both panes have a value for the newest closed bar
+    after = state(page)
+    last_final = page.evaluate("() => window.cryptostock.lastBar.final")
+    newest = after["lastBar"]["time"] if last_final else None
+    for indicator in after["indicators"]:
+        assert indicator["last"]["rsi"] is not None
+    if newest is not None:
+        assert all(i["values"] > 0 for i in after["indicators"])
+
+
+def test_creating_a_price_alert_from_the_chart(page, server, xrp_eth, analyst):
+    # Given a signed-in analyst on the chart
+    log_in(page, server, f"/?instrument={xrp_eth}&tf=1m")
+    loaded = wait_for_bars(page)
+    close = loaded["lastBar"]["close"]
+
+    # When they right-click the price pane above the candles
+    chart = page.get_by_test_id("chart")
+    box = chart.bounding_box()
+    assert box is not None
+    chart.click(button="right", position={"x": box["width"] / 3, "y": box["height"] * 0.2})
+
+    # Then a dashed draft line and the alert form open at that price
+    dialog = page.get_by_test_id("alert-dialog")
+    assert dialog.is_visible()
+    assert state(page)["alertDraft"] is True
+    level = float(dialog.get_by_label("Price").input_value())
+    assert level > 0
+
+    # When they set the price a little above the last close and create the alert
+    target = round(close * 1.01, 8)
+    dialog.get_by_label("Price").fill(str(target))
+    dialog.get_by_label("When the close is").select_option("crossing_up")
+    dialog.get_by_label("Name (optional)").fill("XRP breakout")
+    screenshot(page, "chart-alert-form-dark")
+    with page.expect_response(lambda r: "/api/v1/alerts/rules/" in r.url and r.request.method == "POST") as posted:
+        dialog.get_by_test_id("alert-submit").click()
+    assert posted.value.status == 201, posted.value.text()
+
+    # Then the rule exists for the user, and the chart keeps a line at its price
+    wait_until(page, "() => window.cryptostock.alertsCreated === 1 && window.cryptostock.alertLines === 1")
+    rules = json.loads(page.request.get(f"{server}/api/v1/alerts/rules/?instrument={xrp_eth}").text())["results"]
+    assert [(r["name"], r["condition"], r["level"], r["timeframe"]) for r in rules] == [
+        ("XRP breakout", "crossing_up", target, "1m")
+    ]
+    assert dialog.is_hidden()
+
+    # And the line is drawn again when the chart is opened later
+    page.reload()
+    wait_for_bars(page)
+    wait_until(page, "() => window.cryptostock.alertLines === 1")
+
+
+def test_the_alert_button_works_from_the_keyboard(page, server, xrp_eth, analyst):
+    # Given a signed-in analyst on the chart
+    log_in(page, server, f"/?instrument={xrp_eth}&tf=5m")
+    loaded = wait_for_bars(page)
+
+    # When they focus the Alert button and press Enter
+    page.get_by_test_id("alert-button").focus()
+    page.keyboard.press("Enter")
+
+    # Then the form opens at the last close with the price field focused; Escape closes it and drops the line
+    dialog = page.get_by_test_id("alert-dialog")
+    assert dialog.is_visible()
+    if loaded["lastBar"] is not None:
+        assert float(dialog.get_by_label("Price").input_value()) == pytest.approx(loaded["lastBar"]["close"])
+    assert page.evaluate("() => document.activeElement.id") == "alert-level"
+    page.keyboard.press("Escape")
+    assert dialog.is_hidden()
+    assert state(page)["alertDraft"] is False
+
+
+def test_anonymous_visitors_get_no_alert_control(page, server, xrp_eth):
+    page.goto(f"{server}/?instrument={xrp_eth}&tf=1m")
+    wait_for_bars(page)
+    assert page.get_by_test_id("alert-button").count() == 0
+    assert page.get_by_test_id("alert-dialog").count() == 0
+
+
+def test_the_instrument_search_switches_the_chart(page, server, xrp_eth):
+    # Given the chart of another instrument
+    page.goto(f"{server}/?tf=1m")
+    first = wait_for_bars(page)
+    if first["instrument"] == xrp_eth:
+        pytest.skip("the freshest instrument is the one searched for")
+
+    # When the user types a symbol into the search box and presses Enter
+    search = page.get_by_test_id("instrument-search")
+    search.fill("XRP/E")
+    search.press("Enter")
+
+    # Then the chart shows that instrument
+    page.wait_for_url(f"**/?instrument={xrp_eth}&tf=1m")
+    wait_until(page, f"() => window.cryptostock.instrument === {xrp_eth} && window.cryptostock.ready")
