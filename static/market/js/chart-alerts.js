@@ -41,12 +41,8 @@ export class ChartAlerts extends EventTarget {
   }
 
   bind() {
-    this.button.addEventListener("click", () => {
-      const close = this.lastClose();
-      if (close !== null) {
-        this.open(close);
-      }
-    });
+    // Without bars there is no close to start from: the form opens with the price left to type.
+    this.button.addEventListener("click", () => this.open(this.lastClose()));
     this.chartView.container.addEventListener("contextmenu", (event) => {
       const price = this.priceAt(event);
       if (price !== null) {
@@ -57,7 +53,7 @@ export class ChartAlerts extends EventTarget {
     this.form.elements.namedItem("level").addEventListener("input", (event) => {
       const price = Number(event.target.value);
       if (this.draft && Number.isFinite(price) && event.target.value !== "") {
-        this.draft.applyOptions({ price });
+        this.draft.applyOptions({ price, lineVisible: true, axisLabelVisible: true });
       }
     });
     this.form.addEventListener("submit", (event) => {
@@ -84,27 +80,30 @@ export class ChartAlerts extends EventTarget {
     this.precision = precision;
   }
 
+  /** Open the form at `price` (null: no price yet) with a draft line there. */
   open(price) {
-    const rounded = Number(price.toFixed(this.precision));
+    const rounded = price === null ? null : Number(price.toFixed(this.precision));
     this.dropDraft();
     this.draft = this.chartView.candles.createPriceLine({
-      price: rounded,
+      price: rounded ?? 0,
       color: accentColor(),
       lineWidth: 1,
       lineStyle: LineStyle.Dashed,
-      axisLabelVisible: true,
+      axisLabelVisible: rounded !== null,
+      lineVisible: rounded !== null,
       title: "New alert",
     });
     const close = this.lastClose();
-    this.form.elements.namedItem("level").value = String(rounded);
+    this.form.elements.namedItem("level").value = rounded === null ? "" : String(rounded);
     this.form.elements.namedItem("level").step = String(10 ** -this.precision);
     this.form.elements.namedItem("condition").value =
-      close === null ? "crossing" : rounded >= close ? "crossing_up" : "crossing_down";
+      close === null || rounded === null ? "crossing" : rounded >= close ? "crossing_up" : "crossing_down";
     this.form.elements.namedItem("name").value = "";
     this.dialog.querySelector("[data-alert-context]").textContent = this.describeView(close);
     this.showError(null);
     this.dialog.showModal();
     this.form.elements.namedItem("level").focus();
+    this.dispatchEvent(new CustomEvent("state"));
   }
 
   describeView(close) {
@@ -117,6 +116,7 @@ export class ChartAlerts extends EventTarget {
     if (this.draft) {
       this.chartView.candles.removePriceLine(this.draft);
       this.draft = null;
+      this.dispatchEvent(new CustomEvent("state"));
     }
   }
 

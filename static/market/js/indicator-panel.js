@@ -155,6 +155,9 @@ export class IndicatorPanel extends EventTarget {
   }
 
   async fetchInto(plots, range, { pages }) {
+    if (plots.length === 0) {
+      return;
+    }
     const generation = this.generation;
     const { instrument, timeframe } = this.view();
     const keyed = assignKeys(plots.map((plot) => ({ name: plot.definition.name, params: plot.params, plot })));
@@ -258,7 +261,7 @@ export class IndicatorPanel extends EventTarget {
     if (plot.definition.name === "obv") {
       return formatVolume(value);
     }
-    return formatPrice(value, plot.overlay ? this.precision : 2);
+    return formatPrice(value, plot.valuePrecision(this.precision));
   }
 
   // --- Toolbar chips --------------------------------------------------------------------------------
@@ -416,6 +419,7 @@ export class IndicatorPanel extends EventTarget {
         pane: plot.paneIndex(),
         values: plot.values.size,
         last: plot.valuesAt(null),
+        lastTime: plot.newestValueTime(),
       })),
       panes: this.chartView.chart.panes().length,
       indicatorLiveUpdates: this.liveUpdates,

@@ -7,6 +7,7 @@ import { drawnOutputs } from "cryptostock/indicator-specs";
 
 // Of the chart's height, relative to the price pane (0.78) and the volume pane (0.22).
 const INDICATOR_PANE_SHARE = 0.3;
+const PRICE_UNIT_PANES = new Set(["macd", "atr"]);
 // Mid-saturation colours that keep at least 3:1 against both chart backgrounds.
 const PALETTE = ["#e8a317", "#8b6cf0", "#1f9fd1", "#d9587a", "#3aa76d", "#c7782a", "#6a83d8", "#b15ad1"];
 
@@ -29,6 +30,9 @@ export class IndicatorPlot {
     this.newest = -Infinity;
     this.outputs = drawnOutputs(definition);
     this.overlay = definition.placement === "overlay";
+    // Overlays, MACD and ATR are prices (or price differences) and need the instrument's decimals;
+    // oscillators read well with two.
+    this.inPriceUnits = this.overlay || PRICE_UNIT_PANES.has(definition.name);
     const paneIndex = this.overlay ? 0 : chart.panes().length;
     this.series = new Map();
     this.outputs.forEach((output, index) => {
@@ -57,7 +61,7 @@ export class IndicatorPlot {
     const options = {};
     if (this.definition.name === "obv") {
       options.priceFormat = { type: "volume" };
-    } else if (!this.overlay) {
+    } else if (!this.inPriceUnits) {
       options.priceFormat = { type: "price", precision: 2, minMove: 0.01 };
     }
     const range = this.definition.range;
@@ -91,10 +95,20 @@ export class IndicatorPlot {
     return this.pane().paneIndex();
   }
 
+  /** Decimals of this indicator's values for an instrument priced with `precision` decimals. */
+  valuePrecision(precision) {
+    if (!this.inPriceUnits) {
+      return 2;
+    }
+    // MACD's lines and ATR are small differences of prices: a digit more than the prices themselves.
+    return this.overlay ? precision : Math.min(precision + 1, 10);
+  }
+
   setPrecision(precision) {
-    if (this.overlay) {
+    if (this.inPriceUnits) {
+      const decimals = this.valuePrecision(precision);
       for (const series of this.series.values()) {
-        series.applyOptions({ priceFormat: { type: "price", precision, minMove: 10 ** -precision } });
+        series.applyOptions({ priceFormat: { type: "price", precision: decimals, minMove: 10 ** -decimals } });
       }
     }
   }
@@ -138,13 +152,19 @@ export class IndicatorPlot {
     if (time !== null) {
       return this.values.get(time) ?? null;
     }
+    const newest = this.newestValueTime();
+    return newest === null ? null : this.values.get(newest);
+  }
+
+  /** The newest bar time with a value (null before any). */
+  newestValueTime() {
     let newest = null;
     for (const [known, point] of this.values) {
       if ((newest === null || known > newest) && Object.values(point).some((v) => v !== null)) {
         newest = known;
       }
     }
-    return newest === null ? null : this.values.get(newest);
+    return newest;
   }
 
   remove() {
