@@ -204,6 +204,30 @@ def test_indicator_values_follow_the_live_bars(page, server, xrp_eth):
     assert after["indicators"][0]["last"] != after["indicators"][1]["last"]
 
 
+def test_scrolling_back_loads_older_indicator_values_with_the_older_bars(page, server, xrp_eth):
+    # Given the chart with a Stochastic pane over its first page of bars
+    page.goto(f"{server}/?instrument={xrp_eth}&tf=1m&ind=stoch")
+    wait_for_bars(page)
+    first = wait_until(
+        page, "() => window.cryptostock.indicators.length === 1 && window.cryptostock.indicators[0].values > 0"
+    )
+    assert not first["historyExhausted"]
+
+    # When the user zooms out from the keyboard until older bars are fetched
+    page.get_by_test_id("chart").focus()
+    for _ in range(12):
+        page.keyboard.press("-")
+    wait_until(page, "() => window.cryptostock.olderLoads > 0 && !window.cryptostock.loadingOlder")
+
+    # Then the indicator has values for the older bars too
+    older = wait_until(
+        page,
+        "(n) => !window.cryptostock.indicatorsLoading && window.cryptostock.indicators[0].values > n",
+        arg=first["indicators"][0]["values"],
+    )
+    assert older["indicators"][0]["values"] >= older["barsLoaded"] - 5
+
+
 def test_creating_a_price_alert_from_the_chart(page, server, xrp_eth, analyst):
     # Given a signed-in analyst on the chart
     log_in(page, server, f"/?instrument={xrp_eth}&tf=1m")

@@ -6,6 +6,7 @@
 import { LineStyle } from "lightweight-charts";
 import { ApiError, createAlertRule, fetchAlertRules } from "cryptostock/api";
 import { formatPrice } from "cryptostock/format";
+import { THEME_EVENT } from "cryptostock/theme";
 
 const LEVEL_CONDITIONS = new Set(["crossing", "crossing_up", "crossing_down", "greater_than", "less_than"]);
 
@@ -33,6 +34,11 @@ export class ChartAlerts extends EventTarget {
     if (this.form) {
       this.bind();
     }
+    document.addEventListener(THEME_EVENT, () => {
+      for (const line of [...this.lines, this.draft].filter(Boolean)) {
+        line.applyOptions({ color: accentColor() });
+      }
+    });
   }
 
   /** Whether this page may create alerts (the template renders the form for signed-in users only). */

@@ -1,5 +1,5 @@
-// The chart's indicators: which are chosen (chips in the toolbar, a dialog to add or edit one from
-// the catalogue), their values (REST for history, the WebSocket's final bars for live values), and
+// The chart's indicators: which are chosen (chips in the toolbar; IndicatorDialog adds or edits
+// one from the catalogue), their values (REST for history, the WebSocket's final bars for live values), and
 // what the legend says of them.
 //
 // The live feed carries every indicator with its default parameters; one with other parameters is
@@ -7,16 +7,15 @@
 
 import { ApiError, fetchCatalogue, fetchIndicators } from "cryptostock/api";
 import { formatPrice, formatVolume } from "cryptostock/format";
+import { IndicatorDialog } from "cryptostock/indicator-dialog";
 import { IndicatorPlot } from "cryptostock/indicator-plots";
 import {
   assignKeys,
   catalogueByName,
-  defaultParams,
   formatIndicatorParam,
   indicatorLabel,
   indicatorQuery,
   parseIndicatorParams,
-  resolveParams,
   usesDefaults,
 } from "cryptostock/indicator-specs";
 
@@ -40,6 +39,7 @@ export class IndicatorPanel extends EventTarget {
     this.store = store;
     this.catalogue = new Map();
     this.plots = [];
+    this.unresolved = []; // the URL's indicators while there is no catalogue to read them with
     this.colorIndex = 0;
     this.generation = 0;
     this.liveUpdates = 0;
@@ -50,19 +50,17 @@ export class IndicatorPanel extends EventTarget {
     this.addButton = root.querySelector("[data-add-indicator]");
     this.list = root.querySelector("[data-indicator-list]");
     this.legendList = root.querySelector("[data-legend-indicators]");
-    this.dialog = root.querySelector("[data-indicator-dialog]");
-    this.form = this.dialog.querySelector("form");
-    this.nameSelect = this.form.elements.namedItem("indicator");
-    this.fields = this.dialog.querySelector("[data-indicator-params]");
-    this.formError = this.dialog.querySelector("[data-indicator-error]");
+    this.dialog = new IndicatorDialog(root.querySelector("[data-indicator-dialog]"), {
+      onSubmit: (definition, params) => this.applyDialog(definition, params),
+    });
     this.editing = null;
-    this.bindDialog();
+    this.addButton.addEventListener("click", () => this.openDialog(null));
   }
 
   async loadCatalogue() {
     try {
       this.catalogue = catalogueByName(await fetchCatalogue(this.urls.catalogue));
-      this.fillNameSelect();
+      this.dialog.setCatalogue(this.catalogue);
       this.addButton.disabled = false;
     } catch (error) {
       this.error = `The indicator catalogue could not be loaded: ${error.message}`;
@@ -75,6 +73,12 @@ export class IndicatorPanel extends EventTarget {
 
   /** Replace the chosen indicators by the URL's `ind` values; returns the problems found. */
   choose(urlValues) {
+    if (this.catalogue.size === 0) {
+      // No catalogue (it failed to load): keep what the URL asks for, so the link is not lost.
+      this.unresolved = urlValues;
+      return [];
+    }
+    this.unresolved = [];
     const { chosen, problems } = parseIndicatorParams(urlValues, this.catalogue);
     const wanted = chosen.map((item) => formatIndicatorParam(this.catalogue.get(item.name), item.params));
     if (wanted.join("|") === this.urlValues().join("|")) {
@@ -94,6 +98,9 @@ export class IndicatorPanel extends EventTarget {
 
   /** The chosen indicators as the URL writes them. */
   urlValues() {
+    if (this.unresolved.length > 0) {
+      return this.unresolved;
+    }
     return this.plots.map((plot) => formatIndicatorParam(plot.definition, plot.params));
   }
 
@@ -241,7 +248,8 @@ export class IndicatorPanel extends EventTarget {
       for (const output of plot.outputs) {
         const value = document.createElement("span");
         value.className = "legend-indicator-value";
-        value.style.setProperty("color", plot.colors[output.name]);
+        // The line's colour marks the value; the digits keep the text colour (contrast in both themes).
+        value.style.setProperty("--swatch", plot.colors[output.name]);
         value.title = output.title;
         value.dataset.output = output.name;
         value.textContent = this.formatValue(plot, point?.[output.name]);
@@ -299,97 +307,17 @@ export class IndicatorPanel extends EventTarget {
 
   // --- The add/edit dialog ------------------------------------------------------------------------
 
-  fillNameSelect() {
-    const groups = { overlay: "Over the price", pane: "In a pane" };
-    this.nameSelect.replaceChildren(
-      ...Object.entries(groups).map(([placement, title]) => {
-        const group = document.createElement("optgroup");
-        group.label = title;
-        for (const definition of this.catalogue.values()) {
-          if (definition.placement === placement) {
-            group.append(new Option(`${definition.title} (${definition.name.toUpperCase()})`, definition.name));
-          }
-        }
-        return group;
-      }),
-    );
-  }
-
-  bindDialog() {
-    this.addButton.addEventListener("click", () => this.openDialog(null));
-    this.nameSelect.addEventListener("change", () => this.renderFields(this.catalogue.get(this.nameSelect.value)));
-    this.form.addEventListener("submit", (event) => {
-      event.preventDefault();
-      this.submitDialog();
-    });
-    this.dialog.querySelector("[data-dialog-cancel]").addEventListener("click", () => this.dialog.close());
-  }
-
-  /** Open the dialog to add an indicator (plot null) or edit one. */
   openDialog(plot) {
     this.editing = plot;
-    const definition = plot ? plot.definition : this.catalogue.get(this.nameSelect.value);
-    this.nameSelect.value = definition.name;
-    this.nameSelect.disabled = plot !== null;
-    this.dialog.querySelector("[data-indicator-title]").textContent = plot ? "Edit indicator" : "Add indicator";
-    this.form.querySelector("[type=submit]").textContent = plot ? "Save" : "Add";
-    this.renderFields(definition, plot ? plot.params : defaultParams(definition));
-    this.showError(null);
-    this.dialog.showModal();
-    (plot ? this.fields.querySelector("input, select") : this.nameSelect)?.focus();
-  }
-
-  renderFields(definition, values = defaultParams(definition)) {
-    this.dialog.querySelector("[data-indicator-description]").textContent = definition.description;
-    const rows = definition.params.map((param) => {
-      const row = document.createElement("div");
-      row.className = "dialog-field";
-      const id = `indicator-param-${param.name}`;
-      const label = document.createElement("label");
-      label.htmlFor = id;
-      label.textContent = param.name.replaceAll("_", " ");
-      let input;
-      if (param.type === "choice") {
-        input = document.createElement("select");
-        input.append(...param.choices.map((choice) => new Option(choice, choice)));
-      } else {
-        input = document.createElement("input");
-        input.type = "number";
-        input.inputMode = param.type === "int" ? "numeric" : "decimal";
-        input.step = param.type === "int" ? "1" : "any";
-        if (param.min !== undefined && param.min !== null) {
-          input.min = String(param.min);
-        }
-        if (param.max !== undefined && param.max !== null) {
-          input.max = String(param.max);
-        }
-        input.required = true;
-      }
-      input.id = id;
-      input.name = `param-${param.name}`;
-      input.value = String(values[param.name]);
-      input.dataset.testid = id;
-      const hint = document.createElement("small");
-      hint.id = `${id}-hint`;
-      hint.textContent = param.description;
-      input.setAttribute("aria-describedby", hint.id);
-      row.append(label, input, hint);
-      return row;
-    });
-    this.fields.replaceChildren(...rows);
-  }
-
-  submitDialog() {
-    const definition = this.editing ? this.editing.definition : this.catalogue.get(this.nameSelect.value);
-    const raw = Object.fromEntries(
-      definition.params.map((param) => [param.name, this.form.elements.namedItem(`param-${param.name}`).value]),
-    );
-    const { params, errors } = resolveParams(definition, raw);
-    const messages = Object.values(errors);
-    if (messages.length > 0) {
-      this.showError(`${messages.join("; ")}.`);
-      return;
+    if (plot) {
+      this.dialog.open({ definition: plot.definition, params: plot.params, editing: true });
+    } else {
+      this.dialog.open({ definition: null, params: null, editing: false });
     }
+  }
+
+  /** The dialog's answer: a new indicator, or new parameters for the one being edited. */
+  applyDialog(definition, params) {
     let plot = this.editing;
     if (plot) {
       plot.params = params;
@@ -399,14 +327,8 @@ export class IndicatorPanel extends EventTarget {
     } else {
       plot = this.addPlot(definition.name, params);
     }
-    this.dialog.close();
     this.changed();
     this.loadAll([plot]);
-  }
-
-  showError(message) {
-    this.formError.hidden = message === null;
-    this.formError.textContent = message ?? "";
   }
 
   // --- Test hook ------------------------------------------------------------------------------------
