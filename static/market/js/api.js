@@ -99,7 +99,8 @@ export async function fetchCatalogue(catalogueUrl, { signal } = {}) {
  * Indicator columns of one series: `{time: [...], indicators: {key: {outputs: {name: [...]}}}}` for
  * the newest `limit` bars before `end`, or from `start` on (epoch seconds).
  */
-export async function fetchIndicators(instrumentsUrl, { instrument, timeframe, names, params, limit, start, end, signal }) {
+export async function fetchIndicators(instrumentsUrl, query) {
+  const { instrument, timeframe, names, params, limit, start, end, signal } = query;
   const url = new URL(`${instrument}/indicators/`, new URL(instrumentsUrl, window.location.href));
   url.searchParams.set("timeframe", timeframe);
   url.searchParams.set("names", names);

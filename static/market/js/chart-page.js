@@ -43,7 +43,10 @@ class ChartPage {
       socket: socketUrl(root.dataset.wsPath),
     };
     this.form = root.querySelector("[data-chart-form]");
-    this.picker = new InstrumentPicker(root.querySelector("#instrument-select"), root.querySelector("#instrument-search"));
+    this.picker = new InstrumentPicker(
+      root.querySelector("#instrument-select"),
+      root.querySelector("#instrument-search"),
+    );
     this.status = root.querySelector("[data-testid=connection-status]");
     this.legend = new Legend(root.querySelector("[data-testid=legend]"));
     this.chartElement = root.querySelector("[data-chart]");

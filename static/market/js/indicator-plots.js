@@ -19,12 +19,11 @@ export class IndicatorPlot {
   /**
    * @param {object} chart the lightweight-charts chart
    * @param {object} definition the catalogue entry
-   * @param {{key: string, params: object, colorIndex: number}} chosen
+   * @param {{params: object, colorIndex: number}} chosen its parameters, and its first palette colour
    */
   constructor(chart, definition, chosen) {
     this.chart = chart;
     this.definition = definition;
-    this.key = chosen.key;
     this.params = chosen.params;
     this.values = new Map(); // time -> {output: value or null}
     this.newest = -Infinity;
@@ -34,9 +33,12 @@ export class IndicatorPlot {
     // oscillators read well with two.
     this.inPriceUnits = this.overlay || PRICE_UNIT_PANES.has(definition.name);
     const paneIndex = this.overlay ? 0 : chart.panes().length;
+    this.colors = Object.fromEntries(
+      this.outputs.map((output, index) => [output.name, paletteColor(chosen.colorIndex + index)]),
+    );
     this.series = new Map();
-    this.outputs.forEach((output, index) => {
-      const color = paletteColor(chosen.colorIndex + index);
+    for (const output of this.outputs) {
+      const color = this.colors[output.name];
       const histogram = output.name === "hist";
       const options = {
         color: histogram ? withAlpha(color, 0.6) : color,
@@ -49,8 +51,7 @@ export class IndicatorPlot {
       };
       const series = chart.addSeries(histogram ? HistogramSeries : LineSeries, options, paneIndex);
       this.series.set(output.name, series);
-    });
-    this.colors = Object.fromEntries(this.outputs.map((output, index) => [output.name, paletteColor(chosen.colorIndex + index)]));
+    }
     this.drawLevels();
     if (!this.overlay) {
       this.pane().setStretchFactor(INDICATOR_PANE_SHARE);

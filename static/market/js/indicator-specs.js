@@ -108,7 +108,10 @@ export function indicatorQuery(chosen, catalogue) {
 /** `ema:length=50,source=hl2` (or plain `rsi` with the defaults): one indicator in the URL. */
 export function formatIndicatorParam(definition, params) {
   const changed = Object.entries(changedParams(definition, params));
-  return changed.length === 0 ? definition.name : `${definition.name}:${changed.map(([k, v]) => `${k}=${v}`).join(",")}`;
+  if (changed.length === 0) {
+    return definition.name;
+  }
+  return `${definition.name}:${changed.map(([name, value]) => `${name}=${value}`).join(",")}`;
 }
 
 /**
@@ -146,9 +149,9 @@ export function drawnOutputs(definition) {
 
 /** "RSI 14", "EMA 50 hl2", "BBANDS 20 2.5 2": the name and the values that define it. */
 export function indicatorLabel(definition, params) {
+  // Numbers always (they define it); a choice (source, moving average, anchor) only when not its default.
   const shown = definition.params
-    .filter((param) => !(param.name === "source" && params.source === "close"))
-    .filter((param) => !(param.type === "choice" && params[param.name] === param.default && param.name !== "source"))
+    .filter((param) => param.type !== "choice" || params[param.name] !== param.default)
     .map((param) => String(params[param.name]));
   return [definition.name.toUpperCase(), ...shown].join(" ");
 }
