@@ -112,6 +112,33 @@ def test_adding_rsi_opens_a_pane_with_values_that_the_legend_shows(page, server,
     assert indicator_params(page) == []
 
 
+def test_the_legend_follows_the_crosshair_with_every_indicators_value(page, server, xrp_eth):
+    # Given the chart with an EMA and an RSI
+    page.goto(f"{server}/?instrument={xrp_eth}&tf=1m&ind=ema&ind=rsi")
+    wait_for_bars(page)
+    wait_until(
+        page, "() => window.cryptostock.indicators.every((i) => i.values > 0) && !window.cryptostock.indicatorsLoading"
+    )
+    legend = page.get_by_test_id("legend")
+    newest_time = legend.locator("[data-legend=time]").inner_text()
+
+    # When the pointer rests on an older candle in the middle of the price pane
+    chart = page.get_by_test_id("chart")
+    box = chart.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.3)
+
+    # Then the legend shows that bar's time, its OHLCV and both indicators' values at it
+    wait_until(page, "(t) => document.querySelector('[data-legend=time]').textContent !== t", arg=newest_time)
+    assert legend.locator("[data-legend=open]").inner_text() != "—"
+    rows = page.get_by_test_id("legend-indicators").locator("li")
+    assert rows.count() == 2
+    assert rows.nth(0).inner_text().startswith("EMA 20")
+    assert rows.nth(1).inner_text().startswith("RSI 14")
+    for row in range(2):
+        assert rows.nth(row).locator(".legend-indicator-value").first.inner_text() != "—"
+
+
 def test_overlays_and_panes_with_parameters_survive_a_reload_from_the_url(page, server, xrp_eth):
     # Given the chart
     page.goto(f"{server}/?instrument={xrp_eth}&tf=1m")
