@@ -1,5 +1,5 @@
 """The chart page as the server renders it: the import map, the API URLs the scripts use, and the
-alert form for signed-in users only."""
+alert form for users whose role may own alerts."""
 
 from __future__ import annotations
 
@@ -53,7 +53,17 @@ def test_anonymous_visitors_get_no_alert_form(client, db):
     assert "data-alert-button" not in content
 
 
-def test_signed_in_users_get_the_alert_form_with_a_csrf_token(client, analyst):
+def test_viewers_whose_role_cannot_own_alerts_get_no_alert_form(client, db):
+    viewer = create_user(username="vic", password="a long test password 7", role="viewer", email="")
+    client.force_login(viewer)
+
+    content = client.get("/").content.decode()
+
+    assert "data-alert-dialog" not in content
+    assert "data-alert-button" not in content
+
+
+def test_analysts_get_the_alert_form_with_a_csrf_token(client, analyst):
     client.force_login(analyst)
 
     content = client.get("/").content.decode()
