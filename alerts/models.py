@@ -18,6 +18,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from alerts.destinations import destination_error
 from alerts.messages import template_errors
 from alerts.rules import Condition, Frequency, Operand, RuleSpec, rule_errors
 from market.models import TIMEFRAME_CHOICES, Instrument
@@ -160,6 +161,10 @@ def channel_errors(channels: Any, *, webhook_url: str, telegram: str) -> dict[st
         errors["channels"] = [f"unknown channel {', '.join(unknown)}; use {', '.join(sorted(known))}"]
     if Channel.WEBHOOK in channels and not webhook_url:
         errors["webhook_url"] = ["the webhook channel needs a webhook_url"]
+    elif webhook_url:
+        refused = destination_error(webhook_url, allow_private=settings.ALERTS_WEBHOOK_ALLOW_PRIVATE)
+        if refused is not None:
+            errors["webhook_url"] = [refused]
     if Channel.TELEGRAM in channels and not telegram:
         errors["telegram_chat_id"] = ["the telegram channel needs a telegram_chat_id"]
     return errors

@@ -175,7 +175,9 @@ class LocalServer:
 
 
 @pytest.fixture
-def local_server() -> Iterator[LocalServer]:
+def local_server(settings) -> Iterator[LocalServer]:
+    # Alerts refuse private and loopback destinations unless told otherwise: this one is on 127.0.0.1.
+    settings.ALERTS_WEBHOOK_ALLOW_PRIVATE = True
     state = LocalServer(url="")
 
     class Handler(BaseHTTPRequestHandler):
@@ -204,8 +206,9 @@ def local_server() -> Iterator[LocalServer]:
 
 
 @pytest.fixture
-def dead_url() -> str:
+def dead_url(settings) -> str:
     """A local port nobody listens on: connections are refused at once."""
+    settings.ALERTS_WEBHOOK_ALLOW_PRIVATE = True
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
