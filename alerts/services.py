@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 import numpy as np
+from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
@@ -27,7 +30,7 @@ from alerts.engine import Bars, compile_rules, evaluate
 from alerts.events import is_silent, may_fire, quality_issues
 from alerts.messages import default_template, render_message
 from alerts.models import AlertFiring, AlertRule, Channel, Delivery, Notification, new_webhook_secret
-from alerts.rules import EVENTS, Condition, Frequency, describe, is_intrabar
+from alerts.rules import EVENTS, PRICE_FIELDS, Condition, Frequency, describe, is_intrabar
 from market.barstore import BarRow
 from market.models import Bar
 from market.timeframes import timeframe_seconds
@@ -132,14 +135,20 @@ def evaluate_partial_bar(
     volume: float,
     now: datetime | None = None,
 ) -> list[AlertFiring]:
-    """Judge intrabar price rules (`once` / `once_per_bar` on price) on a bar still being built."""
+    """Judge intrabar price rules (`once` / `once_per_bar` on price) on a bar still being built.
+
+    Rules that already fired on this bar are left out before any bar is loaded: partial bars keep
+    coming until the bar closes, and most of them find nothing left to judge.
+    """
     now = now or timezone.now()
     feed = (instrument_id, timeframe)
-    rules = [
-        rule
-        for rule in _live_rules({feed: bar_time}, now).exclude(frequency=Frequency.ONCE_PER_BAR_CLOSE)
-        if rule.condition not in EVENTS and is_intrabar(rule.to_spec())
-    ]
+    candidates = (
+        _live_rules({feed: bar_time}, now)
+        .exclude(frequency=Frequency.ONCE_PER_BAR_CLOSE)
+        .exclude(condition__in=[*EVENTS, Condition.VOLUME_SPIKE])
+        .exclude(last_fired_bar_time__gte=bar_time)
+    )
+    rules = [rule for rule in candidates if is_intrabar(rule.to_spec())]
     if not rules:
         return []
     book = compile_rules(rule.to_spec() for rule in rules)
@@ -153,6 +162,80 @@ def evaluate_partial_bar(
         for f in evaluate(book, {feed: bars}, now=now.timestamp(), last_fired=last_fired)
     ]
     return record_firings(candidates, now=now)
+
+
+@dataclass
+class IntrabarScheduler:
+    """Hands partial bars to `evaluate_partial_bar_task`, for the feeds that have intrabar rules only.
+
+    Partial bars arrive several times a second per instrument from the collector's event loop, so
+    this must cost nothing for the feeds nobody watches intrabar and never block the loop: the set
+    of watched feeds is one query, refreshed at most every ALERTS_INTRABAR_REFRESH_SECONDS (a new or
+    changed rule is picked up within that time), and a feed is handed on at most once every
+    ALERTS_INTRABAR_SECONDS (its newest partial bar, which carries the bar's high and low so far).
+    Database work and scheduling happen in a worker thread, like the final bars' (`on_bars_stored`).
+    Whether a rule fires is decided by the task: once per bar, cooldown, expiry and pause hold there.
+    """
+
+    clock: Callable[[], float] = time.monotonic
+    feeds: frozenset[FeedKey] = frozenset()
+    refreshed_at: float = -math.inf
+    refreshes: int = 0
+    handed_on: int = 0
+    handed_on_at: dict[FeedKey, float] = field(default_factory=dict)
+
+    async def on_partial_bars(self, rows: Sequence[BarRow]) -> int:
+        """Schedule the evaluation of those partial bars whose feed has intrabar rules; how many."""
+        now = self.clock()
+        if now - self.refreshed_at >= settings.ALERTS_INTRABAR_REFRESH_SECONDS:
+            self.feeds = await sync_to_async(intrabar_feeds)()
+            self.refreshed_at = now
+            self.refreshes += 1
+        due = [row for row in rows if not row.final and self._due((row.instrument_id, row.timeframe), now)]
+        if due:
+            await sync_to_async(self.hand_on)(due)
+            self.handed_on += len(due)
+        return len(due)
+
+    def hand_on(self, rows: Sequence[BarRow]) -> None:
+        schedule_partial_evaluations(rows)
+
+    def _due(self, feed: FeedKey, now: float) -> bool:
+        if feed not in self.feeds or now - self.handed_on_at.get(feed, -math.inf) < settings.ALERTS_INTRABAR_SECONDS:
+            return False
+        self.handed_on_at[feed] = now
+        return True
+
+
+#: The collector's scheduler (one per process).
+intrabar = IntrabarScheduler()
+
+
+def intrabar_feeds() -> frozenset[FeedKey]:
+    """The feeds that have live rules judged on partial bars (see `alerts.rules.is_intrabar`)."""
+    rows = (
+        AlertRule.objects.live()
+        .exclude(frequency=Frequency.ONCE_PER_BAR_CLOSE)
+        .exclude(condition__in=[*EVENTS, Condition.VOLUME_SPIKE])
+        .values_list("instrument_id", "timeframe", "source", "target")
+    )
+    return frozenset(
+        (instrument, timeframe)
+        for instrument, timeframe, source, target in rows
+        if _is_price(source) and (target is None or _is_price(target))
+    )
+
+
+def _is_price(operand: Any) -> bool:
+    return isinstance(operand, dict) and operand.get("indicator", "close") in PRICE_FIELDS
+
+
+def schedule_partial_evaluations(rows: Sequence[BarRow]) -> None:
+    from alerts.tasks import evaluate_partial_bar_task
+
+    for row in rows:
+        ohlcv = (row.open, row.high, row.low, row.close, row.volume)
+        evaluate_partial_bar_task.delay(row.instrument_id, row.timeframe, row.time.isoformat(), ohlcv)
 
 
 def check_collectors(*, now: datetime | None = None) -> list[AlertFiring]:

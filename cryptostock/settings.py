@@ -495,6 +495,10 @@ ALERTS_TELEGRAM_API_URL = os.environ.get("ALERTS_TELEGRAM_API_URL", "https://api
 ALERTS_TELEGRAM_BOT_TOKEN = os.environ.get("ALERTS_TELEGRAM_BOT_TOKEN", "")
 ALERTS_SLACK_API_URL = os.environ.get("ALERTS_SLACK_API_URL", "https://slack.com/api")
 ALERTS_SLACK_BOT_TOKEN = os.environ.get("ALERTS_SLACK_BOT_TOKEN", "")
+# Intrabar rules (judged on partial bars): a feed's partial bar is judged at most every
+# INTRABAR_SECONDS, and the collector re-reads which feeds have such rules every REFRESH_SECONDS.
+ALERTS_INTRABAR_SECONDS = envfloat("ALERTS_INTRABAR_SECONDS", 1.0)
+ALERTS_INTRABAR_REFRESH_SECONDS = envfloat("ALERTS_INTRABAR_REFRESH_SECONDS", 10.0)
 # How often beat looks for feeds whose collector went quiet (collector-down rules).
 ALERTS_COLLECTOR_CHECK_SECONDS = envfloat("ALERTS_COLLECTOR_CHECK_SECONDS", 60.0)
 CELERY_BEAT_SCHEDULE["alerts-check-collectors"] = {

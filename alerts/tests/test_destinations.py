@@ -13,7 +13,7 @@ from alerts.destinations import BlockedDestination, destination_error, refusal_f
 from alerts.models import AlertRule, DeliveryStatus
 from alerts.rules import Condition
 from alerts.tests.test_api import RULES, ema_cross, logged_in
-from alerts.tests.test_delivery import fire, only_delivery  # noqa: F401 - a fixture
+from alerts.tests.test_delivery import only_delivery
 
 PUBLIC = "93.184.215.14"
 
@@ -111,7 +111,7 @@ def test_a_delivery_to_an_address_no_longer_allowed_fails_for_good_and_sends_not
     make_rule,
     fire,
     local_server,
-    settings,  # noqa: F811
+    settings,
 ):
     # Given a rule saved while private addresses were allowed, pointing at a local receiver
     rule = make_rule(condition=Condition.CROSSING_UP, level=0.0019, channels=["webhook"], webhook_url=local_server.url)
