@@ -642,6 +642,8 @@ class Collector:
             dropped_bars=self.stats.dropped_bars,
             store_failures=self.stats.store_failures,
             partials_published=self.stats.partials_published,
+            # Which instruments this collector covers: collector-down alert rules read it.
+            instruments=sorted(tracked.instrument_id for tracked in self.tracked.values()),
         )
         last = health.last_message_at
         return HealthSnapshot(

@@ -10,7 +10,17 @@ from alerts.models import AlertFiring, AlertRule, Delivery, Notification, channe
 from alerts.rules import describe, rule_errors
 from market.models import Instrument
 
-RULE_PARAMETERS = ("condition", "source", "target", "level", "upper", "percent", "bars", "multiplier")
+RULE_PARAMETERS = (
+    "condition",
+    "source",
+    "target",
+    "level",
+    "upper",
+    "percent",
+    "bars",
+    "multiplier",
+    "finding_kinds",
+)
 
 
 class AlertRuleSerializer(serializers.ModelSerializer[AlertRule]):
@@ -34,6 +44,7 @@ class AlertRuleSerializer(serializers.ModelSerializer[AlertRule]):
             "percent",
             "bars",
             "multiplier",
+            "finding_kinds",
             "description",
             "frequency",
             "cooldown_seconds",

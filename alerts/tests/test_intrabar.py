@@ -98,8 +98,8 @@ async def test_a_feed_is_handed_on_at_most_once_per_interval(settings):
     moments = iter([0.0, 0.4, 1.0, 1.5])
     scheduler = services.IntrabarScheduler(clock=lambda: next(moments), refreshed_at=0.0)
     scheduler.feeds = frozenset({(1, "1m")})
-    handed: list[int] = []
-    scheduler.hand_on = handed.extend  # type: ignore[method-assign]
+    handed: list[BarRow] = []
+    scheduler.hand_on = lambda rows: handed.extend(rows)  # type: ignore[method-assign]
 
     row = BarRow(FEED[0], FEED[1], BAR, 1.0, 1.0, 1.0, 1.0, 1.0, None, None, False)
     counts = [await scheduler.on_partial_bars([row]) for _ in range(4)]
