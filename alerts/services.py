@@ -245,7 +245,10 @@ def schedule_partial_evaluations(rows: Sequence[BarRow]) -> None:
 
     for row in rows:
         ohlcv = (row.open, row.high, row.low, row.close, row.volume)
-        evaluate_partial_bar_task.delay(row.instrument_id, row.timeframe, row.time.isoformat(), ohlcv)
+        # A partial bar not judged before its bar closes is worth nothing: the close is judged anyway.
+        evaluate_partial_bar_task.apply_async(
+            (row.instrument_id, row.timeframe, row.time.isoformat(), ohlcv), expires=timeframe_seconds(row.timeframe)
+        )
 
 
 def check_collectors(*, now: datetime | None = None) -> list[AlertFiring]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.test import Client
+from django.urls import reverse
 
 from alerts import services
 from alerts.models import AlertRule, DeliveryStatus
@@ -156,3 +157,14 @@ def test_notifications_are_listed_and_marked_read(owner, stranger, fired):
     assert owner.post(f"{url}{notification['id']}/read/").json()["read"] is True
     assert owner.get(url, {"unread": "1"}).json()["count"] == 0
     assert owner.post(f"{url}read-all/", {}, content_type="application/json").json() == {"marked_read": 0}
+
+
+def test_the_admin_lists_each_firings_delivery_status(fired, make_user, client):
+    from django.contrib.auth import get_user_model
+
+    root = get_user_model().objects.create_superuser("root", "root@example.com", "a-long-test-password")
+    client.force_login(root)
+
+    page = client.get(reverse("admin:alerts_alertfiring_changelist")).content.decode()
+
+    assert "in_app sent, email sent" in page
