@@ -298,6 +298,9 @@ def collectors_down(now: datetime) -> dict[int, str]:
     healthy: set[int] = set()
     for status in CollectorStatus.objects.only("name", "state", "updated_at", "counters"):
         instruments = (status.counters or {}).get("instruments") or []
+        if not isinstance(instruments, list):  # a row written by something else: not ours to judge
+            log.warning("collector %s: counters.instruments is not a list; skipped", status.name)
+            continue
         reason = collector_down_reason(
             status.state, status.updated_at.timestamp(), now.timestamp(), stale_seconds=settings.COLLECTOR_STALE_SECONDS
         )
