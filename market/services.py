@@ -115,5 +115,17 @@ async def apublish_bar(row: BarRow) -> None:
         await layer.group_send(bars_group(row.instrument_id, row.timeframe), bar_message(row))
 
 
+async def aschedule_intrabar_alerts(rows: Sequence[BarRow]) -> None:
+    """Partial bars just published, to the alert rules judged intrabar (from async code: the
+    collector). Cheap when no rule watches these feeds; a failure is logged and never stops the
+    collector."""
+    try:
+        from alerts.services import intrabar  # imported here: alerts builds on market
+
+        await intrabar.on_partial_bars(rows)
+    except Exception:
+        log.exception("could not schedule intrabar alert evaluation for %d partial bars", len(rows))
+
+
 def utc_from_ms(time_ms: int) -> datetime:
     return datetime.fromtimestamp(time_ms / 1000, tz=UTC)
