@@ -19,10 +19,12 @@ from itertools import pairwise
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import talib
 
 from indicators.catalogue import MA_TYPES, IndicatorSpec
 from indicators.series import Bars, FloatArray, IntArray, anchor_periods
+from indicators.sessions import SessionTable
 
 Outputs = dict[str, FloatArray]
 TALIB_CCI_CONSTANT = 0.015
@@ -30,17 +32,21 @@ TALIB_CCI_CONSTANT = 0.015
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """What an indicator may need to know about the instrument: stocks have a session time zone."""
+    """What an indicator may need to know about the instrument: stocks trade in their exchange's
+    sessions (built from its calendar at the edge), other instruments around the clock."""
 
-    session_tz: str | None = None
+    sessions: SessionTable | None = None
+
+    @property
+    def calendar(self) -> str | None:
+        return self.sessions.calendar if self.sessions is not None else None
 
 
-def resolve_anchor(anchor: str, context: Context) -> tuple[str, str | None]:
-    """VWAP's anchor as (period, time zone): `auto` is the session for stocks, the UTC day otherwise."""
-    if anchor == "auto":
-        anchor = "session" if context.session_tz else "day"
-    if anchor == "session":
-        return "session", context.session_tz or "UTC"
+def resolve_anchor(anchor: str, context: Context) -> tuple[str, SessionTable | None]:
+    """VWAP's anchor as (period, sessions): `auto` is the session for stocks, the UTC day otherwise;
+    `session` without sessions (crypto) is the UTC day too."""
+    if anchor in ("auto", "session"):
+        return ("session", context.sessions) if context.sessions is not None else ("day", None)
     return anchor, None
 
 
@@ -135,8 +141,8 @@ def anchored_vwap(bars: Bars, periods: IntArray) -> FloatArray:
 
 
 def _vwap(bars: Bars, p: dict[str, Any], context: Context) -> Outputs:
-    anchor, tz = resolve_anchor(p["anchor"], context)
-    return {"vwap": anchored_vwap(bars, anchor_periods(bars.time, anchor, tz))}
+    anchor, sessions = resolve_anchor(p["anchor"], context)
+    return {"vwap": anchored_vwap(bars, anchor_periods(bars.time, anchor, sessions))}
 
 
 def _adx(bars: Bars, p: dict[str, Any], context: Context) -> Outputs:
@@ -148,10 +154,31 @@ def _adx(bars: Bars, p: dict[str, Any], context: Context) -> Outputs:
     }
 
 
+class EngineMissing(RuntimeError):
+    """pandas-ta would compute without TA-Lib, in its pure-pandas mode, whose values are not TA-Lib's."""
+
+
+def pandas_ta_with_talib() -> Any:
+    """pandas-ta, once it is sure to call TA-Lib: with `talib=True` but no TA-Lib found at its import,
+    it silently falls back to its pure-pandas mode (CCI's misplaced bracket); refuse instead."""
+    import pandas_ta  # imported here: it adds about a second to the start of every process
+
+    if not pandas_ta.Imports["talib"]:
+        raise EngineMissing("pandas-ta does not see TA-Lib; the indicators are computed with TA-Lib only")
+    return pandas_ta
+
+
 def _cci(bars: Bars, p: dict[str, Any], context: Context) -> Outputs:
-    cci = talib.CCI(bars.high, bars.low, bars.close, p["length"])
+    """Through pandas-ta, whose default mode calls TA-Lib's CCI (CCI's own cost hides the wrapper's)."""
+    pandas_ta = pandas_ta_with_talib()
+    series = {name: pd.Series(getattr(bars, name), copy=False) for name in ("high", "low", "close")}
+    found = pandas_ta.cci(series["high"], series["low"], series["close"], p["length"], talib=True)
+    if found is None:  # pandas-ta answers None when there are fewer bars than `length`
+        return {"cci": np.full(len(bars), np.nan)}
+    cci = found.to_numpy(dtype=np.float64)
     if p["c"] != TALIB_CCI_CONSTANT:
-        # TA-Lib fixes Lambert's constant at 0.015; CCI is inversely proportional to it.
+        # With TA-Lib, pandas-ta ignores `c`: TA-Lib fixes Lambert's constant at 0.015, and CCI is
+        # inversely proportional to it, so any other constant is an exact rescaling.
         cci = cci * (TALIB_CCI_CONSTANT / p["c"])
     return {"cci": cci}
 
