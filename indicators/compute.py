@@ -1,12 +1,12 @@
 """Indicator series over a run of bars, with TA-Lib as the engine. Pure: no Django imports.
 
-Why TA-Lib is called directly and not through pandas-ta's wrappers: with TA-Lib installed,
-pandas-ta's default mode calls these same TA-Lib functions with the same arguments (a test checks
-the values are identical), but its wrappers double the cost (Series copies, validation, extra
-columns: 228 ms against 119 ms for the 13 indicators over a million bars), which breaks the goal of
-staying within 1.5x of TA-Lib; and three of them lose parameters on the way: `stoch` passes `d` as
-the %K smoothing, `adx` returns +DM/-DM where +DI/-DI are meant, `cci` ignores `c`. pandas-ta's
-pure-pandas mode is not offered: it deviates from the conventional values (see docs/indicators.md).
+CCI goes through pandas-ta with TA-Lib as its backend; the other twelve call TA-Lib directly. With
+TA-Lib installed, pandas-ta's default mode calls these same TA-Lib functions with the same arguments
+(a test checks the values are identical), but its wrappers add a fixed cost per call (copies of every
+input and output column, DataFrames, extra columns) that is more than half of TA-Lib's own time for
+every indicator except CCI, so they miss the goal of 1.5x of TA-Lib; and `stoch` and `adx` lose
+parameters on the way (docs/indicators.md, "Why not all through pandas-ta", has the measurements).
+pandas-ta's pure-pandas mode is never used: its values are not the conventional ones.
 
 Every function returns float64 arrays as long as the input, NaN where there is no value yet.
 """
