@@ -254,3 +254,10 @@ def test_a_stocks_session_flags_come_from_the_exchange_calendar(viewer_client, s
 def test_a_stocks_vwap_restarts_with_each_session_and_not_on_the_holiday(viewer_client, stock):
     body = get_indicators(viewer_client, stock, names="vwap").json()
     assert body["indicators"]["vwap"]["outputs"]["vwap"] == [1.0, 1.5, 2.0, 2.5, 5.0, 5.5]
+
+
+@pytest.mark.parametrize("path", ["features", "indicators"])
+def test_an_unknown_format_is_named_in_the_error(viewer_client, instrument, stored, path):
+    response = viewer_client.get(f"/api/v1/instruments/{instrument.pk}/{path}/", {"names": "rsi", "format": "xml"})
+    assert response.status_code == 400
+    assert "xml" in str(response.json()["error"]["fields"]["format"])
