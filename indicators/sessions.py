@@ -25,23 +25,20 @@ BoolArray = NDArray[np.bool_]
 
 @dataclass(frozen=True, eq=False, slots=True)
 class SessionTable:
-    """Sessions of one calendar, oldest first: regular `open` and `close` in UTC epoch seconds."""
+    """Sessions of one calendar, oldest first, in UTC epoch seconds: the regular `open` and `close`, and
+    the extended hours around them (`pre_open`, `post_close`), kept so that a live bar's lookup is one
+    binary search."""
 
     calendar: str
     open: IntArray
     close: IntArray
+    pre_open: IntArray
+    post_close: IntArray
 
     @classmethod
     def from_bounds(cls, calendar: str, opens: object, closes: object) -> SessionTable:
-        return cls(calendar, np.asarray(opens, dtype=np.int64), np.asarray(closes, dtype=np.int64))
-
-    @property
-    def pre_open(self) -> IntArray:
-        return self.open - PRE_MARKET_SECONDS
-
-    @property
-    def post_close(self) -> IntArray:
-        return self.close + POST_MARKET_SECONDS
+        open_, close = np.asarray(opens, dtype=np.int64), np.asarray(closes, dtype=np.int64)
+        return cls(calendar, open_, close, open_ - PRE_MARKET_SECONDS, close + POST_MARKET_SECONDS)
 
     def latest_started(self, time: IntArray) -> IntArray:
         """Per bar time, the index of the latest session whose pre-market has begun (-1: none yet)."""
