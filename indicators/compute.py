@@ -178,7 +178,8 @@ def _cci(bars: Bars, p: dict[str, Any], context: Context) -> Outputs:
     found = pandas_ta.cci(series["high"], series["low"], series["close"], p["length"], talib=True)
     if found is None:  # pandas-ta answers None when there are fewer bars than `length`
         return {"cci": np.full(len(bars), np.nan)}
-    cci = found.to_numpy(dtype=np.float64)
+    # A copy: pandas hands out a read-only view of a Series' values, and every output is a plain array.
+    cci = found.to_numpy(dtype=np.float64, copy=True)
     if p["c"] != TALIB_CCI_CONSTANT:
         # With TA-Lib, pandas-ta ignores `c`: TA-Lib fixes Lambert's constant at 0.015, and CCI is
         # inversely proportional to it, so any other constant is an exact rescaling.

@@ -9,7 +9,7 @@ import pytest
 import talib
 
 from indicators import checks as indicator_checks
-from indicators.catalogue import IndicatorSpec
+from indicators.catalogue import IndicatorSpec, default_specs
 from indicators.compute import EngineMissing, compute
 
 
@@ -43,3 +43,10 @@ def test_when_pandas_ta_does_not_see_talib_cci_is_refused_not_computed_its_own_w
 
 def test_cci_on_fewer_bars_than_its_length_has_no_value_yet(btc_1m):
     assert np.isnan(compute(IndicatorSpec.build("cci", {"length": 20}), btc_1m.slice(0, 10))["cci"]).all()
+
+
+def test_every_output_is_a_writable_array_of_its_own(btc_1m):
+    for spec in default_specs():
+        for name, values in compute(spec, btc_1m.slice(0, 500)).items():
+            assert values.flags.writeable, f"{spec.key}.{name}"
+            assert values.flags.owndata, f"{spec.key}.{name}"
