@@ -39,6 +39,8 @@ from alerts.events import (
 from alerts.messages import default_template, render_message
 from alerts.models import AlertFiring, AlertRule, Channel, Delivery, Notification, new_webhook_secret
 from alerts.rules import EVENTS, PRICE_FIELDS, Condition, Frequency, describe, is_intrabar
+from indicators.compute import Context
+from indicators.queries import instrument_context
 from market.barstore import BarRow
 from market.models import Bar, CollectorStatus, QualityReport
 from market.timeframes import timeframe_seconds
@@ -127,7 +129,7 @@ def evaluate_bar_closes(
     last_fired = {rule.pk: _epoch(rule.last_fired_bar_time) for rule in bar_rules}
     candidates = [
         Candidate(by_id[f.rule_id], _utc(f.bar_time), f.value, f.close, f.volume, intrabar=False)
-        for f in evaluate(book, bars, now=now.timestamp(), last_fired=last_fired)
+        for f in evaluate(book, bars, now=now.timestamp(), last_fired=last_fired, contexts=_contexts(bar_rules))
     ]
     candidates += _quality_candidates(quality_rules, bars, now)
     return record_firings(candidates, now=now)
@@ -169,7 +171,7 @@ def evaluate_partial_bar(
     by_id = {rule.pk: rule for rule in rules}
     candidates = [
         Candidate(by_id[f.rule_id], _utc(f.bar_time), f.value, f.close, f.volume, intrabar=True)
-        for f in evaluate(book, {feed: bars}, now=now.timestamp(), last_fired=last_fired)
+        for f in evaluate(book, {feed: bars}, now=now.timestamp(), last_fired=last_fired, contexts=_contexts(rules))
     ]
     return record_firings(candidates, now=now)
 
@@ -391,6 +393,12 @@ def _live_rules(feeds: dict[FeedKey, Any], now: datetime) -> QuerySet[AlertRule]
     for instrument, timeframe in feeds:
         match |= Q(instrument_id=instrument, timeframe=timeframe)
     return AlertRule.objects.live(now).filter(match).select_related("instrument__exchange").order_by("pk")
+
+
+def _contexts(rules: Iterable[AlertRule]) -> dict[FeedKey, Context]:
+    """What indicators must know of each feed's instrument, as the chart's API gives it to them:
+    a stock's VWAP follows its exchange sessions."""
+    return {(rule.instrument_id, rule.timeframe): instrument_context(rule.instrument) for rule in rules}
 
 
 def _load_bars(feed: FeedKey, bar_time: datetime, *, count: int, before: bool = False) -> Bars | None:
