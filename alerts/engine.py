@@ -45,6 +45,7 @@ from alerts.series import (
     volume_average_key,
     warmup_bars,
 )
+from indicators.compute import Context
 from indicators.series import Bars as IndicatorBars
 from market.timeframes import timeframe_seconds
 
@@ -293,7 +294,7 @@ class _Snapshot:
     volume: FloatArray
 
 
-def _snapshot(book: RuleBook, bars_by_feed: Mapping[FeedKey, Bars]) -> _Snapshot:
+def _snapshot(book: RuleBook, bars_by_feed: Mapping[FeedKey, Bars], contexts: Mapping[FeedKey, Context]) -> _Snapshot:
     cur = np.full(book.series_count + 1, np.nan)
     prev = np.full(book.series_count + 1, np.nan)
     feeds = len(book.feeds)
@@ -310,6 +311,7 @@ def _snapshot(book: RuleBook, bars_by_feed: Mapping[FeedKey, Bars]) -> _Snapshot
         time[feed_index], final[feed_index] = bars.time[-1], bars.final
         close[feed_index], volume[feed_index] = bars.close[-1], bars.volume[-1]
         cache: dict[tuple[SeriesKey, int], FloatArray] = {}
+        context = contexts.get(feed)
         whole = _last_bars(bars, len(bars))
         windows: dict[int, IndicatorBars] = {}
         for key, needed in book.feed_series[feed_index]:
@@ -319,7 +321,7 @@ def _snapshot(book: RuleBook, bars_by_feed: Mapping[FeedKey, Bars]) -> _Snapshot
             if key[0] == "ind" and needed < len(bars):
                 window = windows.get(needed) or _last_bars(bars, needed)
                 windows[needed] = window
-            current, previous = last_two(key, window, cache)
+            current, previous = last_two(key, window, cache, context)
             values_cur.append(current)
             values_prev.append(previous)
     # The series were numbered feed by feed, in this order: one assignment fills each table.
@@ -378,12 +380,14 @@ def evaluate(
     *,
     now: float,
     last_fired: FloatArray | Mapping[int, float] | None = None,
+    contexts: Mapping[FeedKey, Context] | None = None,
 ) -> list[Firing]:
     """The rules that fire on each feed's newest bar.
 
     `last_fired` holds, per rule (aligned with `book.rule_ids`, or as a mapping rule id -> time), the
     bar time of its last firing (NaN or absent: never fired). Feeds missing from `bars_by_feed` are
-    skipped. `now` (epoch seconds) is only compared with expiry dates.
+    skipped. `now` (epoch seconds) is only compared with expiry dates. `contexts` tells indicators
+    about a feed's instrument (a stock's exchange sessions anchor its VWAP); absent: around the clock.
     """
     if len(book) == 0:
         return []
@@ -394,7 +398,7 @@ def evaluate(
         last = last_fired
     else:
         last = book.last_fired_array(last_fired)
-    snap = _snapshot(book, bars_by_feed)
+    snap = _snapshot(book, bars_by_feed, contexts or {})
     hit, value = _conditions(book, snap)
 
     bar_time = snap.time[book.feed_of_rule]

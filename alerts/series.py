@@ -15,7 +15,7 @@ import talib
 
 from alerts.rules import Operand
 from indicators.catalogue import IndicatorSpec
-from indicators.compute import compute
+from indicators.compute import Context, compute
 from indicators.series import Bars as IndicatorBars
 
 FloatArray = npt.NDArray[np.float64]
@@ -59,9 +59,10 @@ def warmup_bars(key: SeriesKey, bar_seconds: int) -> int:
 Cache = dict[tuple[SeriesKey, int], FloatArray]
 
 
-def series_values(key: SeriesKey, bars: IndicatorBars, cache: Cache) -> FloatArray:
-    """The series `key` over `bars` (the newest bars of one feed). Every result, all outputs of an
-    indicator included, is kept in `cache` under (key, number of bars)."""
+def series_values(key: SeriesKey, bars: IndicatorBars, cache: Cache, context: Context | None = None) -> FloatArray:
+    """The series `key` over `bars` (the newest bars of one feed; `context`: its instrument's, for
+    indicators). Every result, all outputs of an indicator included, is kept in `cache` under
+    (key, number of bars)."""
     count = len(bars.time)
     found = cache.get((key, count))
     if found is not None:
@@ -71,7 +72,7 @@ def series_values(key: SeriesKey, bars: IndicatorBars, cache: Cache) -> FloatArr
     if kind == "field":
         result = getattr(bars, key[1])
     elif kind == "lag":
-        inner = series_values(key[2], bars, cache)
+        inner = series_values(key[2], bars, cache, context)
         result = np.full_like(inner, np.nan)
         if key[1] < count:
             result[key[1] :] = inner[: count - key[1]]
@@ -81,14 +82,14 @@ def series_values(key: SeriesKey, bars: IndicatorBars, cache: Cache) -> FloatArr
         result[1:] = average[:-1]
     else:
         _, name, params, _output = key
-        for output, values in compute(IndicatorSpec(name, params), bars).items():
+        for output, values in compute(IndicatorSpec(name, params), bars, context).items():
             cache[(("ind", name, params, output), count)] = values
         return cache[(key, count)]
     cache[(key, count)] = result
     return result
 
 
-def last_two(key: SeriesKey, bars: IndicatorBars, cache: Cache) -> tuple[float, float]:
+def last_two(key: SeriesKey, bars: IndicatorBars, cache: Cache, context: Context | None = None) -> tuple[float, float]:
     """The series' current and previous values (NaN where undefined). Price fields, their lags and
     the volume average are read straight from the bars; indicators are computed (and cached)."""
     kind = key[0]
@@ -104,7 +105,7 @@ def last_two(key: SeriesKey, bars: IndicatorBars, cache: Cache) -> tuple[float, 
         previous = float(volume[-count - 2 : -2].sum()) / count if len(volume) > count + 1 else np.nan
         return current, previous
     else:
-        values = series_values(key, bars, cache)
+        values = series_values(key, bars, cache, context)
         back = 1
     size = len(values)
     return (

@@ -200,3 +200,24 @@ def test_the_tasks_take_ids_and_iso_times(btc, history, make_rule):
     ohlcv = (0.0019, 0.0019005, 0.0019, 0.0019005, 1.0)
     assert evaluate_partial_bar_task.delay(btc.pk, "1m", "2017-11-06T04:32:00+00:00", ohlcv).get() == 1
     assert evaluate_bar_close_task.delay(btc.pk, "1m", "2017-11-06T04:32:00+00:00").get() == 0
+
+
+def test_a_stock_vwap_rule_sees_the_session_vwap_the_chart_shows(btc, make_rule):
+    # Given a stock's after-hours bars either side of midnight UTC (18:30-19:29 New York time, one
+    # session): a UTC-day VWAP would restart at 00:00, the session VWAP runs on from 23:30.
+    btc.asset_class = "stock"
+    btc.save()
+    start = utc("2024-03-05 23:30")
+    closes = [100.0 + (n % 7) for n in range(60)]
+    rows = [
+        BarRow(btc.pk, "1m", start + timedelta(minutes=n), c, c + 1, c - 1, c, 10.0, None, None, True)
+        for n, c in enumerate(closes)
+    ]
+    store_bars(rows, publish=False)
+    rule = make_rule(condition=Condition.GREATER_THAN, level=0, source={"indicator": "vwap"})
+
+    services.evaluate_bar_close(btc.pk, "1m", rows[-1].time, now=NOW)
+
+    # Then the firing's value is the VWAP of all 60 bars (typical price = close here, equal volumes)
+    [firing] = AlertFiring.objects.filter(rule=rule)
+    assert firing.value == pytest.approx(sum(closes) / len(closes), rel=1e-12)
