@@ -325,6 +325,17 @@ SIMPLE_JWT = {
 # Market data (exchanges, instruments, bars) readable without logging in. Off in production: reads
 # need the viewer role. On by default in the embedded demo (DEBUG=1), whose chart page is public.
 PUBLIC_MARKET_DATA = envbool("PUBLIC_MARKET_DATA", DEBUG)
+# The live WebSocket (/ws/v1/market/, docs/websocket.md): limits per connection. Anonymous connections
+# are accepted only when PUBLIC_MARKET_DATA is on.
+WS_MAX_SUBSCRIPTIONS = envint("WS_MAX_SUBSCRIPTIONS", 50)  # bar series and channels together
+WS_MAX_MESSAGE_BYTES = envint("WS_MAX_MESSAGE_BYTES", 4096)  # one inbound frame
+WS_MESSAGES_PER_SECOND = envfloat("WS_MESSAGES_PER_SECOND", 10.0)  # inbound, on average...
+WS_MESSAGE_BURST = envint("WS_MESSAGE_BURST", 30)  # ...with bursts of this many (a page subscribing)
+# Refused (over-rate) messages in a row after which the connection is closed with 4429.
+WS_CLOSE_AFTER_REFUSED = envint("WS_CLOSE_AFTER_REFUSED", 100)
+# Frames waiting for a client that does not read (final bars and other undroppable frames; partial
+# bars are coalesced) after which the connection is closed with 4408: it reconnects and resyncs.
+WS_MAX_QUEUED_FRAMES = envint("WS_MAX_QUEUED_FRAMES", 10_000)
 # The OpenAPI schema, Swagger UI and ReDoc readable without logging in.
 API_DOCS_PUBLIC = envbool("API_DOCS_PUBLIC", True)
 # Seconds each process remembers a user's permissions (saves two queries per API request); a role

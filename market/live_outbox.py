@@ -1,0 +1,118 @@
+"""What one WebSocket connection still has to send, and how fast its client may talk. Pure: no Django.
+
+`Outbox` is a connection's ordered queue of pre-encoded text frames, drained by one writer task. A
+client that reads slowly only makes its own queue grow, never anyone else's: while a partial bar of
+a series waits unsent, a newer partial of that series replaces it in place (the chart only ever
+shows the newest), and a final bar drops the waiting partials of the same or older bars. Final bars,
+snapshots, alerts and everything else are never dropped.
+
+`TokenBucket` counts a client's inbound messages: `rate` per second on average, bursts of `burst`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+SeriesKey = tuple[int, str]  # (instrument id, timeframe)
+
+
+@dataclass(slots=True)
+class Frame:
+    text: str | None  # None: dropped after it was queued (superseded)
+    series: SeriesKey | None = None  # set for partial bars only: the ones that may be coalesced
+    bar_time: int = 0
+    close_code: int | None = None  # close the connection with this code once the frames before went
+
+
+class Outbox:
+    def __init__(self, send: Callable[[str], Awaitable[None]], close: Callable[[int], Awaitable[None]]) -> None:
+        self._send = send
+        self._close = close
+        self._frames: deque[Frame] = deque()
+        self._waiting_partials: dict[SeriesKey, Frame] = {}
+        self._wakeup = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self.dropped_partials = 0
+
+    def start(self) -> None:
+        self._writer = asyncio.get_running_loop().create_task(self._write_forever())
+
+    async def stop(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+            self._writer = None
+
+    def __len__(self) -> int:
+        return sum(1 for frame in self._frames if frame.text is not None)
+
+    def put(self, text: str) -> None:
+        """A frame that is always delivered, in order."""
+        self._append(Frame(text))
+
+    def put_close(self, code: int) -> None:
+        """Close the connection after the frames queued so far (an error saying why, typically)."""
+        self._append(Frame(None, close_code=code))
+
+    def put_partial(self, series: SeriesKey, bar_time: int, text: str) -> None:
+        waiting = self._waiting_partials.get(series)
+        if waiting is not None and waiting.text is not None and waiting.bar_time <= bar_time:
+            waiting.text, waiting.bar_time = text, bar_time
+            self.dropped_partials += 1
+            return
+        frame = Frame(text, series, bar_time)
+        self._waiting_partials[series] = frame
+        self._append(frame)
+
+    def put_final(self, series: SeriesKey, bar_time: int, text: str) -> None:
+        waiting = self._waiting_partials.get(series)
+        if waiting is not None and waiting.text is not None and waiting.bar_time <= bar_time:
+            # The final bar says everything the waiting partial of that bar would have said.
+            waiting.text = None
+            self.dropped_partials += 1
+            del self._waiting_partials[series]
+        self._append(Frame(text))
+
+    def _append(self, frame: Frame) -> None:
+        self._frames.append(frame)
+        self._wakeup.set()
+
+    async def _write_forever(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._frames:
+                frame = self._frames.popleft()
+                if frame.series is not None and self._waiting_partials.get(frame.series) is frame:
+                    del self._waiting_partials[frame.series]
+                if frame.text is not None:
+                    await self._send(frame.text)
+                elif frame.close_code is not None:
+                    self._frames.clear()
+                    await self._close(frame.close_code)
+                    return
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self._clock = clock
+        self._tokens = float(burst)
+        self._last = clock()
+
+    def take(self) -> bool:
+        """Whether one more message is allowed now."""
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False
