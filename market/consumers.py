@@ -74,8 +74,8 @@ class MarketConsumer(AsyncWebsocketConsumer):
         self.bar_series: set[tuple[int, str]] = set()
         self.topics: set[str] = set()
         self.user_group: str | None = None
-        self.outbox = Outbox(self._send_frame, self._close_with)
-        self._writable = (self.scope.get("extensions") or {}).get(WRITABLE_EXTENSION)
+        writable = (self.scope.get("extensions") or {}).get(WRITABLE_EXTENSION)
+        self.outbox = Outbox(self._send_frame, self._close_with, writable)
         self._bucket = TokenBucket(settings.WS_MESSAGES_PER_SECOND, settings.WS_MESSAGE_BURST)
         self._refused_in_a_row = 0
         self._closing = False
@@ -256,8 +256,6 @@ class MarketConsumer(AsyncWebsocketConsumer):
         self.outbox.put(encode_frame({"type": "alert", **event["alert"]}))
 
     async def _send_frame(self, text: str) -> None:
-        if self._writable is not None and not self._writable.is_set():
-            await self._writable.wait()  # the client stopped reading: later frames wait, and coalesce
         await self.send(text_data=text)
 
     async def _close_with(self, code: int) -> None:

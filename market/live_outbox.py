@@ -30,9 +30,17 @@ class Frame:
 
 
 class Outbox:
-    def __init__(self, send: Callable[[str], Awaitable[None]], close: Callable[[int], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        send: Callable[[str], Awaitable[None]],
+        close: Callable[[int], Awaitable[None]],
+        writable: asyncio.Event | None = None,
+    ) -> None:
+        """`writable`, if given, is cleared while the client does not keep up: frames stay queued (and
+        partial bars coalesce) until it is set again."""
         self._send = send
         self._close = close
+        self._writable = writable
         self._frames: deque[Frame] = deque()
         self._waiting_partials: dict[SeriesKey, Frame] = {}
         self._wakeup = asyncio.Event()
@@ -88,6 +96,8 @@ class Outbox:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._frames:
+                if self._writable is not None and not self._writable.is_set():
+                    await self._writable.wait()
                 frame = self._frames.popleft()
                 if frame.series is not None and self._waiting_partials.get(frame.series) is frame:
                     del self._waiting_partials[frame.series]

@@ -50,7 +50,7 @@ def bar_message(row: BarRow, indicators: dict[str, Any] | None = None) -> dict[s
         "timeframe": row.timeframe,
         "bar": bar_payload(row),
     }
-    if indicators is not None:  # final bars carry the latest indicator values
+    if row.final:  # final bars carry the latest indicator values (null while there is too little history)
         message["indicators"] = indicators
     message["text"] = encode_frame({"type": "bar", **{k: message[k] for k in FRAME_FIELDS if k in message}})
     return message

@@ -25,6 +25,7 @@ def _public_market_data(settings):
     """These clients connect without signing in, as on a public demo (consumer tests cover auth)."""
     settings.PUBLIC_MARKET_DATA = True
 
+
 FIRST_TRADES = 300
 
 
