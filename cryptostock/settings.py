@@ -176,6 +176,16 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 # must exceed the blocking read, and the pool must allow more than redis-py's 100 connections.
 CHANNEL_REDIS_SOCKET_TIMEOUT = envfloat("CHANNEL_REDIS_SOCKET_TIMEOUT", 30.0)
 CHANNEL_REDIS_MAX_CONNECTIONS = envint("CHANNEL_REDIS_MAX_CONNECTIONS", 1000)
+# Which channels-redis layer: "core" (lists per channel; a message waits for a consumer for a while)
+# or "pubsub" (Redis pub/sub: a broadcast reaches each process in one push, with no round trip per
+# message; a process that is reconnecting misses what was sent meanwhile). bench/README.md compares.
+CHANNEL_REDIS_LAYER = os.environ.get("CHANNEL_REDIS_LAYER", "core")
+CHANNEL_REDIS_BACKENDS = {
+    "core": "channels_redis.core.RedisChannelLayer",
+    "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+}
+if CHANNEL_REDIS_LAYER not in CHANNEL_REDIS_BACKENDS:
+    raise ImproperlyConfigured(f"CHANNEL_REDIS_LAYER must be one of {', '.join(CHANNEL_REDIS_BACKENDS)}")
 
 if REDIS_URL:
     CACHES: dict[str, Any] = {
@@ -183,7 +193,7 @@ if REDIS_URL:
     }
     CHANNEL_LAYERS: dict[str, Any] = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": CHANNEL_REDIS_BACKENDS[CHANNEL_REDIS_LAYER],
             "CONFIG": {
                 "hosts": [
                     {
