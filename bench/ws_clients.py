@@ -19,6 +19,7 @@ import orjson
 import websockets
 
 CONNECT_CONCURRENCY = 50
+CONNECT_ATTEMPTS = 5
 
 
 class Receipts:
@@ -30,18 +31,17 @@ class Receipts:
 async def client(
     url: str, instrument: int, receipts: Receipts, ready: asyncio.Future[bool], gate: asyncio.Semaphore
 ) -> None:
-    try:
-        async with gate:
-            connection = await websockets.connect(url, max_size=None, ping_interval=None, open_timeout=60)
-            subscribe = {"action": "subscribe", "instrument": instrument, "timeframe": "1m"}
-            await connection.send(orjson.dumps(subscribe).decode())
-            while (answer := orjson.loads(await connection.recv()))["type"] != "snapshot":
-                if answer["type"] == "error":
-                    raise RuntimeError(answer["message"])
-    except Exception as error:
-        print(f"a client could not subscribe: {error!r}", file=sys.stderr, flush=True)
-        ready.set_result(False)
-        return
+    for attempt in range(CONNECT_ATTEMPTS):
+        try:
+            async with gate:
+                connection = await subscribed(url, instrument)
+            break
+        except Exception as error:  # a loaded server may drop a handshake: retry, as browsers do
+            if attempt == CONNECT_ATTEMPTS - 1:
+                print(f"a client could not subscribe: {error!r}", file=sys.stderr, flush=True)
+                ready.set_result(False)
+                return
+            await asyncio.sleep(1 + attempt)
     ready.set_result(True)
     async for text in connection:
         if '"final":true' in text:
@@ -49,6 +49,16 @@ async def client(
             receipts.rows.append((message["instrument"], message["bar"]["time"], time.time()))
         else:
             receipts.partials += 1
+
+
+async def subscribed(url: str, instrument: int) -> websockets.ClientConnection:
+    connection = await websockets.connect(url, max_size=None, ping_interval=None, open_timeout=60)
+    subscribe = {"action": "subscribe", "instrument": instrument, "timeframe": "1m"}
+    await connection.send(orjson.dumps(subscribe).decode())
+    while (answer := orjson.loads(await connection.recv()))["type"] != "snapshot":
+        if answer["type"] == "error":
+            raise RuntimeError(answer["message"])
+    return connection
 
 
 async def main(url: str, count: int, instruments: list[int]) -> None:

@@ -21,10 +21,10 @@ from django.contrib.auth.models import AnonymousUser
 from accounts.capabilities import has_capability
 from accounts.roles import READ_MARKET_DATA
 from alerts.groups import user_group
-from cryptostock.websocket_transport import WRITABLE_EXTENSION
+from cryptostock.websocket_transport import WRITABLE_EXTENSION, WRITE_FRAME_EXTENSION
 from market.groups import TOPIC_GROUPS, bars_group
 from market.live_hub import LiveHub, hub_for
-from market.live_outbox import Outbox, TokenBucket
+from market.live_outbox import Outbox, Payload, TokenBucket, text_frame
 from market.queries import latest_bars_payload
 from market.services import encode_frame
 from market.timeframes import TIMEFRAMES
@@ -59,7 +59,7 @@ def _user_from_token(raw_token: str) -> Any:
 
 @database_sync_to_async
 def _may_read_market_data(user: Any) -> bool:
-    return settings.PUBLIC_MARKET_DATA or (user.is_authenticated and has_capability(user, READ_MARKET_DATA))
+    return user.is_authenticated and has_capability(user, READ_MARKET_DATA)
 
 
 def _query_token(scope: dict[str, Any]) -> str | None:
@@ -74,8 +74,9 @@ class MarketConsumer(AsyncWebsocketConsumer):
         self.bar_series: set[tuple[int, str]] = set()
         self.topics: set[str] = set()
         self.user_group: str | None = None
-        writable = (self.scope.get("extensions") or {}).get(WRITABLE_EXTENSION)
-        self.outbox = Outbox(self._send_frame, self._close_with, writable)
+        extensions = self.scope.get("extensions") or {}
+        self._write_frame = extensions.get(WRITE_FRAME_EXTENSION)
+        self.outbox = Outbox(self._send_frame, self._close_with, extensions.get(WRITABLE_EXTENSION), self._write_frame)
         self._bucket = TokenBucket(settings.WS_MESSAGES_PER_SECOND, settings.WS_MESSAGE_BURST)
         self._refused_in_a_row = 0
         self._closing = False
@@ -85,7 +86,8 @@ class MarketConsumer(AsyncWebsocketConsumer):
         if user is None:
             self._refuse("unauthenticated", "sign in, or pass a valid access token as ?token=", CLOSE_UNAUTHENTICATED)
             return
-        self.may_read_market_data = await _may_read_market_data(user)
+        # Public data needs no trip to the database thread (shared by every connection's snapshots).
+        self.may_read_market_data = settings.PUBLIC_MARKET_DATA or await _may_read_market_data(user)
         if user.is_authenticated:
             self.user_group = user_group(user.pk)
             await self.channel_layer.group_add(self.user_group, self.channel_name)
@@ -238,18 +240,29 @@ class MarketConsumer(AsyncWebsocketConsumer):
         """A broadcast from the hub (no await: the hub hands one message to every local subscriber)."""
         if self._closing:
             return
+        payload = self._payload(message)
         bar = message.get("bar")
         if bar is None:
-            self.outbox.put(message["text"])
+            self.outbox.put(payload)
         elif bar["final"]:
-            self.outbox.put_final((message["instrument"], message["timeframe"]), bar["time"], message["text"])
+            self.outbox.put_final((message["instrument"], message["timeframe"]), bar["time"], payload)
         else:
-            self.outbox.put_partial((message["instrument"], message["timeframe"]), bar["time"], message["text"])
+            self.outbox.put_partial((message["instrument"], message["timeframe"]), bar["time"], payload)
         if len(self.outbox) > settings.WS_MAX_QUEUED_FRAMES and not self._closing:
             # Not through the outbox: it is what does not drain. The client reconnects and resyncs.
             self._closing = True
             log.info("closing a WebSocket whose client does not read (%d frames queued)", len(self.outbox))
             self._background_close = asyncio.get_running_loop().create_task(self._close_with(CLOSE_TOO_SLOW))
+
+    def _payload(self, message: dict[str, Any]) -> Payload:
+        """The broadcast's text, or its wire frame when this connection takes frames: framed by the
+        first subscriber, kept on the message (which the hub hands to every subscriber) for the rest."""
+        if self._write_frame is None:
+            return message["text"]
+        frame = message.get("wire_frame")
+        if frame is None:
+            frame = message["wire_frame"] = text_frame(message["text"])
+        return frame
 
     async def alert_fired(self, event: dict[str, Any]) -> None:
         """One of the signed-in user's alert rules fired (alerts.delivery pushes to `user.<id>`)."""

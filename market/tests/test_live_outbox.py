@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from market.live_outbox import Outbox, TokenBucket
+from market.live_outbox import Outbox, TokenBucket, text_frame
 
 SERIES = (1, "1m")
 
@@ -82,3 +82,36 @@ def test_the_bucket_allows_a_burst_then_the_rate():
     assert [bucket.take(), bucket.take()] == [True, False]
     now[0] = 100.0  # never more than the burst
     assert sum(bucket.take() for _ in range(10)) == 3
+
+
+def test_a_text_frame_is_an_unmasked_final_text_frame_with_the_length_in_the_right_width():
+    for size, header in (
+        (125, b"\x81\x7d"),
+        (126, b"\x81\x7e\x00\x7e"),
+        (70_000, b"\x81\x7f" + (70_000).to_bytes(8, "big")),
+    ):
+        frame = text_frame("é" * (size // 2) + "x" * (size % 2))
+        assert frame.startswith(header)
+        assert frame[len(header) :].decode() == "é" * (size // 2) + "x" * (size % 2)
+
+
+async def test_with_a_frame_writer_frames_are_written_at_once_while_the_client_keeps_up_and_queued_when_not():
+    written: list[bytes] = []
+    writable = asyncio.Event()
+    writable.set()
+
+    async def never(*_):
+        raise AssertionError("text frames go through the frame writer")
+
+    outbox = Outbox(never, never, writable, written.append)
+    outbox.put("a")  # no writer task running: written at once all the same
+    assert written == [text_frame("a")]
+    writable.clear()
+    outbox.put_partial(SERIES, 60, "p1")
+    outbox.put_partial(SERIES, 60, "p2")
+    assert len(written) == 1
+    outbox.start()
+    writable.set()
+    await asyncio.sleep(0.01)
+    await outbox.stop()
+    assert written == [text_frame("a"), text_frame("p2")]

@@ -47,7 +47,7 @@ def bar(instrument_id: int, minute: int, close: float, *, final: bool, timeframe
 
 async def connect(path: str = "/ws/v1/market/", headers: list[tuple[bytes, bytes]] | None = None, app: Any = None):
     communicator = WebsocketCommunicator(app or application, path, headers=HOST + (headers or []))
-    connected, _ = await communicator.connect()
+    connected, _ = await communicator.connect(timeout=10)
     assert connected
     return communicator
 
@@ -162,7 +162,7 @@ async def test_arbitrage_opportunities_reach_the_arbitrage_channel_only(public):
 
 async def test_an_anonymous_connection_is_refused_unless_market_data_is_public(private):
     client = WebsocketCommunicator(application, "/ws/v1/market/", headers=HOST)
-    await client.connect()
+    await client.connect(timeout=10)
     frames, code = await closed_with(client)
     assert code == 4401
     assert frames[-1]["code"] == "unauthenticated"
@@ -184,7 +184,7 @@ async def test_a_session_or_an_access_token_lets_a_user_in(private, make_user, i
 
 async def test_a_bad_token_is_refused_even_when_market_data_is_public(public):
     client = WebsocketCommunicator(application, "/ws/v1/market/?token=not-a-token", headers=HOST)
-    await client.connect()
+    await client.connect(timeout=10)
     assert (await closed_with(client))[1] == 4401
 
 
