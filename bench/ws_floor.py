@@ -45,8 +45,9 @@ async def relay(url: str, prefix: str) -> None:
     async for message in pubsub.listen():
         if message["type"] != "pmessage":
             continue
-        instrument = int(message["channel"].rsplit(b".", 1)[1])
-        broadcast(subscribers.get(instrument, ()), message["data"].decode())
+        suffix = message["channel"].rsplit(b".", 1)[1]
+        if suffix.isdigit():  # not the publisher's warm-up
+            broadcast(subscribers.get(int(suffix), ()), message["data"].decode())
 
 
 async def main(port: int, url: str, prefix: str) -> None:
