@@ -52,14 +52,14 @@ async def connect(path: str = "/ws/v1/market/", headers: list[tuple[bytes, bytes
     return communicator
 
 
-async def subscribe(communicator: WebsocketCommunicator, instrument_id: int, timeframe: str = "1m") -> dict:
+async def subscribe(communicator: WebsocketCommunicator, instrument_id: int, timeframe: str = "1m") -> dict[str, Any]:
     await communicator.send_json_to({"action": "subscribe", "instrument": instrument_id, "timeframe": timeframe})
     return await communicator.receive_json_from(timeout=5)
 
 
-async def closed_with(communicator: WebsocketCommunicator) -> tuple[list[dict], int]:
+async def closed_with(communicator: WebsocketCommunicator) -> tuple[list[dict[str, Any]], int]:
     """The frames sent before the server closed, and the close code."""
-    frames = []
+    frames: list[dict[str, Any]] = []
     while True:
         output = await communicator.receive_output(timeout=5)
         if output["type"] == "websocket.close":
@@ -133,7 +133,7 @@ async def test_collector_state_changes_reach_the_collectors_channel(public, inst
     source = ReplaySource(recordings={"XRP/ETH": recording}, speed=0, loop=False)
     await Collector(source, name="replay-ws", health_seconds=60).run()
 
-    messages = []
+    messages: list[dict[str, Any]] = []
     while not messages or messages[-1]["state"] != "stopped":
         message = await client.receive_json_from(timeout=5)
         assert (message["type"], message["name"], message["source"]) == ("collector", "replay-ws", "replay")
@@ -295,8 +295,8 @@ def with_client_reading(writable: asyncio.Event) -> Any:
     return app
 
 
-async def receive_all(client: WebsocketCommunicator) -> list[dict]:
-    frames = []
+async def receive_all(client: WebsocketCommunicator) -> list[dict[str, Any]]:
+    frames: list[dict[str, Any]] = []
     while not await client.receive_nothing(timeout=0.3):
         frames.append(await client.receive_json_from())
     return frames
@@ -322,7 +322,7 @@ async def test_a_client_that_does_not_read_gets_only_the_newest_partial_and_ever
         await apublish_bar(bar(instrument.pk, 1, 30.0 + i, final=False))
 
     # Then the fast client got all 16 meanwhile
-    fast_frames = []
+    fast_frames: list[dict[str, Any]] = []
     while len(fast_frames) < 16:
         fast_frames.append(await fast.receive_json_from(timeout=5))
     assert [f["bar"]["close"] for f in fast_frames] == [1.0 + i for i in range(10)] + [20.0] + [
