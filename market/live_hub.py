@@ -70,10 +70,16 @@ class LiveHub:
         channel = self.channel_name
         assert channel is not None
         while True:
-            message = await self.layer.receive(channel)
-            self.fan_out(message)
-            if time.monotonic() - self._joined_at > REJOIN_SECONDS:
-                await self._rejoin(channel)
+            try:
+                message = await self.layer.receive(channel)
+                self.fan_out(message)
+                if time.monotonic() - self._joined_at > REJOIN_SECONDS:
+                    await self._rejoin(channel)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # Redis unreachable: keep trying, or this process's clients go quiet for good
+                log.exception("the live hub could not read from the channel layer; retrying in 1 s")
+                await asyncio.sleep(1)
 
     def fan_out(self, message: dict[str, Any]) -> None:
         for subscriber in tuple(self._members.get(message.get("group", ""), ())):
