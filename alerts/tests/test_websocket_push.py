@@ -29,7 +29,7 @@ def session_cookie(user) -> bytes:
 async def connect(cookie: bytes | None = None) -> WebsocketCommunicator:
     headers = [(b"host", b"127.0.0.1")] + ([(b"cookie", cookie)] if cookie else [])
     communicator = WebsocketCommunicator(application, "/ws/v1/market/", headers=headers)
-    connected, _ = await communicator.connect()
+    connected, _ = await communicator.connect(timeout=10)  # a loaded machine: the handshake reads the user
     assert connected
     return communicator
 
