@@ -13,11 +13,14 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from cryptostock.websocket_origin import browser_origin_validator  # noqa: E402
+from cryptostock.websocket_transport import with_transport_backpressure  # noqa: E402
 from market.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": browser_origin_validator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": with_transport_backpressure(
+            browser_origin_validator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)))
+        ),
     }
 )

@@ -190,6 +190,16 @@ REDIS_URL = os.environ.get("REDIS_URL", "")
 # must exceed the blocking read, and the pool must allow more than redis-py's 100 connections.
 CHANNEL_REDIS_SOCKET_TIMEOUT = envfloat("CHANNEL_REDIS_SOCKET_TIMEOUT", 30.0)
 CHANNEL_REDIS_MAX_CONNECTIONS = envint("CHANNEL_REDIS_MAX_CONNECTIONS", 1000)
+# Which channels-redis layer: "core" (lists per channel; a message waits for a consumer for a while)
+# or "pubsub" (Redis pub/sub: a broadcast reaches each process in one push, with no round trip per
+# message; a process that is reconnecting misses what was sent meanwhile). bench/README.md compares.
+CHANNEL_REDIS_LAYER = os.environ.get("CHANNEL_REDIS_LAYER", "core")
+CHANNEL_REDIS_BACKENDS = {
+    "core": "channels_redis.core.RedisChannelLayer",
+    "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+}
+if CHANNEL_REDIS_LAYER not in CHANNEL_REDIS_BACKENDS:
+    raise ImproperlyConfigured(f"CHANNEL_REDIS_LAYER must be one of {', '.join(CHANNEL_REDIS_BACKENDS)}")
 
 if REDIS_URL:
     CACHES: dict[str, Any] = {
@@ -198,7 +208,7 @@ if REDIS_URL:
     }
     CHANNEL_LAYERS: dict[str, Any] = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": CHANNEL_REDIS_BACKENDS[CHANNEL_REDIS_LAYER],
             "CONFIG": {
                 "hosts": [
                     {
@@ -340,6 +350,17 @@ SIMPLE_JWT = {
 # Market data (exchanges, instruments, bars) readable without logging in. Off in production: reads
 # need the viewer role. On by default in the embedded demo (DEBUG=1), whose chart page is public.
 PUBLIC_MARKET_DATA = envbool("PUBLIC_MARKET_DATA", DEBUG)
+# The live WebSocket (/ws/v1/market/, docs/websocket.md): limits per connection. Anonymous connections
+# are accepted only when PUBLIC_MARKET_DATA is on.
+WS_MAX_SUBSCRIPTIONS = envint("WS_MAX_SUBSCRIPTIONS", 50)  # bar series and channels together
+WS_MAX_MESSAGE_BYTES = envint("WS_MAX_MESSAGE_BYTES", 4096)  # one inbound frame
+WS_MESSAGES_PER_SECOND = envfloat("WS_MESSAGES_PER_SECOND", 10.0)  # inbound, on average...
+WS_MESSAGE_BURST = envint("WS_MESSAGE_BURST", 30)  # ...with bursts of this many (a page subscribing)
+# Refused (over-rate) messages in a row after which the connection is closed with 4429.
+WS_CLOSE_AFTER_REFUSED = envint("WS_CLOSE_AFTER_REFUSED", 100)
+# Frames waiting for a client that does not read (final bars and other undroppable frames; partial
+# bars are coalesced) after which the connection is closed with 4408: it reconnects and resyncs.
+WS_MAX_QUEUED_FRAMES = envint("WS_MAX_QUEUED_FRAMES", 10_000)
 # The OpenAPI schema, Swagger UI and ReDoc readable without logging in.
 API_DOCS_PUBLIC = envbool("API_DOCS_PUBLIC", True)
 # Seconds each process remembers a user's permissions (saves two queries per API request); a role

@@ -40,7 +40,14 @@ from market.groups import bars_group
 from market.market_hours import MarketHours
 from market.models import Bar, Instrument
 from market.reconcile import Verdict, reconcile
-from market.services import apublish_bar, aschedule_intrabar_alerts, publish_bars, store_bars, utc_from_ms
+from market.services import (
+    apublish_bar,
+    apublish_collector_state,
+    aschedule_intrabar_alerts,
+    publish_bars,
+    store_bars,
+    utc_from_ms,
+)
 from market.sources.base import (
     BarEvent,
     ClockEvent,
@@ -276,6 +283,7 @@ class Collector:
         self.calendar = self.calendar if self.calendar is not None else self.source.calendar
         self.hours = MarketHours(self.calendar) if self.calendar else None
         self.started_at = datetime.now(UTC)
+        self._reported_state: str | None = None
         self._health_mark = (self.clock(), 0)
 
     @property
@@ -666,5 +674,14 @@ class Collector:
         )
 
     async def report_health(self, state: str | None = None) -> None:
-        if not await sync_to_async(try_save_health)(self.health_snapshot(state)):
+        snapshot = self.health_snapshot(state)
+        if not await sync_to_async(try_save_health)(snapshot):
             log.warning("%s: could not store the collector's health (database unreachable)", self.name)
+        previous = self._reported_state
+        if snapshot.state != previous:
+            # Live status pages learn of a change at once instead of polling /api/v1/collectors/.
+            self._reported_state = snapshot.state
+            try:
+                await apublish_collector_state(snapshot, previous)
+            except Exception:
+                log.warning("%s: could not broadcast the collector's state", self.name, exc_info=True)

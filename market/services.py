@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pandas as pd
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -18,7 +19,8 @@ from django.db import transaction
 
 from market.bars_cache import invalidate_cached_bars
 from market.barstore import BarRow, UpsertResult, upsert_bar_frame, upsert_bars
-from market.groups import bars_group
+from market.collector_health import HealthSnapshot
+from market.groups import ARBITRAGE_GROUP, COLLECTORS_GROUP, bars_group
 from market.models import Exchange, Instrument
 
 log = logging.getLogger(__name__)
@@ -39,13 +41,29 @@ def bar_payload(row: BarRow) -> dict[str, Any]:
     }
 
 
-def bar_message(row: BarRow) -> dict[str, Any]:
-    return {
+def bar_message(row: BarRow, indicators: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The channel-layer message of a bar: its fields, and the WebSocket frame encoded once here so
+    that each connection forwards the same text instead of encoding it again (market.live_hub)."""
+    message: dict[str, Any] = {
         "type": "bar.update",
+        "group": bars_group(row.instrument_id, row.timeframe),
         "instrument": row.instrument_id,
         "timeframe": row.timeframe,
         "bar": bar_payload(row),
     }
+    if row.final:  # final bars carry the latest indicator values (null while there is too little history)
+        message["indicators"] = indicators
+    message["text"] = encode_frame({"type": "bar", **{k: message[k] for k in FRAME_FIELDS if k in message}})
+    return message
+
+
+FRAME_FIELDS = ("instrument", "timeframe", "bar", "indicators")
+
+
+def encode_frame(payload: dict[str, Any]) -> str:
+    """JSON text of a WebSocket frame. orjson: several times faster than json, NaN becomes null (valid
+    JSON, unlike json's NaN) and numpy scalars from the indicator maths serialize as numbers."""
+    return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
 def store_bars(rows: Sequence[BarRow], *, publish: bool = True) -> UpsertResult:
@@ -98,11 +116,9 @@ def publish_bars(rows: Sequence[BarRow]) -> None:
 
     messages = []
     for row in rows:
-        message = bar_message(row)
-        if row.final:
-            # Indicator panes update with the bar: the indicators app's latest values, O(1) per bar.
-            message["indicators"] = live_indicator_values(row)
-        messages.append((bars_group(row.instrument_id, row.timeframe), message))
+        # Indicator panes update with final bars: the indicators app's latest values, O(1) per bar.
+        message = bar_message(row, live_indicator_values(row) if row.final else None)
+        messages.append((message["group"], message))
     # One trip into the event loop for the whole batch: a roll-up publishes thousands of bars at once,
     # and an async_to_sync per bar costs more than the send itself.
     async_to_sync(_send_all)(layer, messages)
@@ -128,7 +144,42 @@ async def apublish_bar(row: BarRow) -> None:
     """Publish one bar from async code (the collector's partial updates): no database involved."""
     layer = get_channel_layer()
     if layer is not None:
-        await layer.group_send(bars_group(row.instrument_id, row.timeframe), bar_message(row))
+        message = bar_message(row)
+        await layer.group_send(message["group"], message)
+
+
+def topic_message(group: str, frame: dict[str, Any]) -> dict[str, Any]:
+    """A broadcast to a topic group (collectors, arbitrage): the frame encoded once."""
+    return {"type": "topic.update", "group": group, "text": encode_frame(frame)}
+
+
+async def apublish_collector_state(snapshot: HealthSnapshot, previous_state: str | None) -> None:
+    """A collector changed state (started, streaming, reconnecting, idle, stopped...): tell the clients
+    subscribed to the `collectors` channel."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    frame = {
+        "type": "collector",
+        "name": snapshot.name,
+        "source": snapshot.source,
+        "state": snapshot.state,
+        "previous_state": previous_state,
+        "breaker_state": snapshot.breaker_state,
+        "last_error": snapshot.last_error[:500],
+        "at": snapshot.updated_at.isoformat().replace("+00:00", "Z"),
+    }
+    await layer.group_send(COLLECTORS_GROUP, topic_message(COLLECTORS_GROUP, frame))
+
+
+def publish_arbitrage_opportunity(opportunity: dict[str, Any]) -> None:
+    """An arbitrage opportunity, to the clients subscribed to the `arbitrage` channel. The shape is
+    documented in docs/websocket.md: `{"symbol", "buy": {"exchange", "instrument", "price"}, "sell":
+    {...}, "spread_bps", "at"}`; the caller builds it."""
+    layer = get_channel_layer()
+    if layer is not None:
+        frame = {"type": "arbitrage", **opportunity}
+        async_to_sync(layer.group_send)(ARBITRAGE_GROUP, topic_message(ARBITRAGE_GROUP, frame))
 
 
 async def aschedule_intrabar_alerts(rows: Sequence[BarRow]) -> None:

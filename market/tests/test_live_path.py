@@ -19,6 +19,13 @@ from market.sources.replay import ReplaySource
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("close_thread_connections")]
 
+
+@pytest.fixture(autouse=True)
+def _public_market_data(settings):
+    """These clients connect without signing in, as on a public demo (consumer tests cover auth)."""
+    settings.PUBLIC_MARKET_DATA = True
+
+
 FIRST_TRADES = 300
 
 
