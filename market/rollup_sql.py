@@ -1,13 +1,16 @@
 """The roll-up's SQL, for PostgreSQL and for SQLite (the embedded default).
 
-One statement per cascade step: select the source bars of the spans to rebuild, group them into
-buckets, and upsert the buckets, changing a stored bar only when a value differs (`IS DISTINCT
+One statement per cascade step, for all instruments at once: select the source bars of the spans to
+rebuild, group them into buckets, and upsert the buckets, changing a stored bar only when a value differs (`IS DISTINCT
 FROM`). PostgreSQL returns how many bars changed and the changed bars near the live edge (the ones
 to publish); SQLite returns every changed bar and Python picks.
 
-First and last: on PostgreSQL the min and max of [epoch, price] arrays, so groups hash instead of
-sorting; on SQLite window functions (it has no ordered aggregates before 3.44). Source bars are read
-in time order, so float sums come out bit-identical on every rebuild: a rebuild of unchanged bars
+Spans: PostgreSQL reads the claimed 1m spans from the run's temporary table and widens and merges
+them per step in SQL; SQLite gets them from Python as JSON.
+
+First and last: on PostgreSQL the first and last element of `array_agg` over bars sorted by
+(instrument, bucket, time); on SQLite window functions (it has no ordered aggregates before 3.44).
+Source bars are read in time order, so float sums come out bit-identical on every rebuild: a rebuild of unchanged bars
 writes nothing.
 
 Timestamps: PostgreSQL buckets with `date_bin` from the Unix epoch; SQLite stores datetimes as
