@@ -145,30 +145,61 @@ def _roll_up_batch(now: datetime, batch: int, publish: bool) -> RollupResult:
         if not _try_lock():
             result.busy = True
             return result
-        pending = _claim(batch)
-        result.claimed = len(pending)
-        live = _rebuild(pending, now, publish, result) if pending else []
-        finalized = _finalize(now, result) if len(pending) < batch else []
-        live += finalized
-        bars_changed([*(span[0] for span in pending), *(row.instrument_id for row in finalized)])
+        if connection.vendor == "postgresql":
+            result.claimed = _claim_into_session_table(batch)
+            changed = _claimed_instruments() if result.claimed else set()
+            live = _rebuild_claimed(now, publish, result) if result.claimed else []
+        else:
+            pending = _claim(batch)
+            result.claimed = len(pending)
+            changed = {span[0] for span in pending}
+            live = _rebuild(pending, now, publish, result) if pending else []
+        if result.claimed < batch:
+            finalized = _finalize(now, result)
+            changed.update(row.instrument_id for row in finalized)
+            live += finalized
+        bars_changed(changed)
         if publish:
             result.published = _publish_after_commit(live, now)
     return result
 
 
+def _rebuild_claimed(now: datetime, publish: bool, result: RollupResult) -> list[BarRow]:
+    """PostgreSQL: rebuild every bucket holding a claimed span, one statement per cascade step for
+    all instruments at once, the spans planned in SQL; returns the changed live bars."""
+    session_spans = changed_spans(_claimed_session_spans())
+    session_ids = sorted({span.instrument_id for span in session_spans})
+    _tune_transaction()
+    live: list[BarRow] = []
+    for target, source in ROLLUP_STEPS:
+        params = {
+            "target": target,
+            "source": source,
+            "step": parse_timeframe(target),
+            "now": now,
+            "excluded": session_ids if target == SESSION_TIMEFRAME else [],
+        }
+        written, rows = _execute(sql.POSTGRES_UTC, params, now, publish)
+        result.written[target] += written
+        live.extend(rows)
+    written, rows = _upsert_sessions(session_spans, now, publish)
+    result.written[SESSION_TIMEFRAME] += written
+    live.extend(rows)
+    return live
+
+
 def _rebuild(
     pending: list[tuple[int, datetime, datetime]], now: datetime, publish: bool, result: RollupResult
 ) -> list[BarRow]:
-    """Rebuild every bucket holding a pending span, step by step; returns the changed live bars."""
+    """SQLite: rebuild every bucket holding a pending span, step by step; returns the changed live bars."""
     spans = changed_spans(pending)
     session_ids = _session_instruments({span.instrument_id for span in spans})
-    _tune_transaction()
     live: list[BarRow] = []
     for target, source in ROLLUP_STEPS:
         step_spans = spans
         if target == SESSION_TIMEFRAME:
             step_spans = [span for span in spans if span.instrument_id not in session_ids]
-        written, rows = _upsert_utc(bucket_spans(step_spans, target), target, source, now, publish)
+        written, rows = _upsert_utc_sqlite(bucket_spans(step_spans, target), target, source, now, publish)
         result.written[target] += written
         live.extend(rows)
     written, rows = _upsert_sessions([span for span in spans if span.instrument_id in session_ids], now, publish)
@@ -204,6 +235,30 @@ def _claim(limit: int) -> list[tuple[int, datetime, datetime]]:
         return [(instrument_id, _datetime(first), _datetime(last)) for instrument_id, first, last in cursor.fetchall()]
 
 
+def _claim_into_session_table(limit: int) -> int:
+    """PostgreSQL: move up to `limit` pending spans into this session's claim table; how many."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql.CREATE_CLAIM_TABLE)
+        # Emptied at commit, but a run inside a caller's transaction (a test, a command in an atomic
+        # block) may follow another without one.
+        cursor.execute("DELETE FROM rollup_claimed_spans")
+        cursor.execute(sql.CLAIM_PENDING_POSTGRES, {"limit": limit})
+        return cursor.rowcount
+
+
+def _claimed_instruments() -> set[int]:
+    """The instruments of the claimed spans: their cached API responses go stale with this run."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT DISTINCT instrument_id FROM rollup_claimed_spans")
+        return {instrument_id for (instrument_id,) in cursor.fetchall()}
+
+
+def _claimed_session_spans() -> list[tuple[int, datetime, datetime]]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql.CLAIMED_SESSION_SPANS, {"asset_classes": [str(c) for c in SESSION_ASSET_CLASSES]})
+        return cursor.fetchall()
+
+
 def _session_instruments(instrument_ids: set[int]) -> set[int]:
     # Asking for the (few) exchange-traded instruments beats sending thousands of ids along.
     stocks = Instrument.objects.filter(asset_class__in=SESSION_ASSET_CLASSES).values_list("pk", flat=True)
@@ -225,29 +280,20 @@ def _tune_transaction() -> None:
         cursor.execute("SET LOCAL work_mem = '256MB'")
 
 
-def _upsert_utc(
+def _upsert_utc_sqlite(
     spans: list[Span], target: str, source: str, now: datetime, publish: bool = True
 ) -> tuple[int, list[BarRow]]:
     """Rebuild the `target` buckets of `spans` from `source` bars: (bars changed, the live ones)."""
     if not spans:
         return 0, []
-    step = parse_timeframe(target)
-    params: dict[str, Any] = {"target": target, "source": source, "now": _param(now)}
-    if connection.vendor == "postgresql":
-        query = sql.POSTGRES_UTC
-        params |= {
-            "ids": [span.instrument_id for span in spans],
-            "starts": [span.start for span in spans],
-            "ends": [span.end for span in spans],
-            "step": step,
-        }
-    else:
-        query = sql.SQLITE_UTC
-        params |= {
-            "spans": json.dumps([[span.instrument_id, _param(span.start), _param(span.end)] for span in spans]),
-            "step": int(step.total_seconds()),
-        }
-    return _execute(query, params, now, publish)
+    params: dict[str, Any] = {
+        "target": target,
+        "source": source,
+        "now": _param(now),
+        "spans": json.dumps([[span.instrument_id, _param(span.start), _param(span.end)] for span in spans]),
+        "step": int(parse_timeframe(target).total_seconds()),
+    }
+    return _execute(sql.SQLITE_UTC, params, now, publish)
 
 
 def _upsert_sessions(spans: list[Span], now: datetime, publish: bool = True) -> tuple[int, list[BarRow]]:

@@ -1,13 +1,16 @@
 """The roll-up's SQL, for PostgreSQL and for SQLite (the embedded default).
 
-One statement per cascade step: select the source bars of the spans to rebuild, group them into
-buckets, and upsert the buckets, changing a stored bar only when a value differs (`IS DISTINCT
+One statement per cascade step, for all instruments at once: select the source bars of the spans to
+rebuild, group them into buckets, and upsert the buckets, changing a stored bar only when a value differs (`IS DISTINCT
 FROM`). PostgreSQL returns how many bars changed and the changed bars near the live edge (the ones
 to publish); SQLite returns every changed bar and Python picks.
 
-First and last: on PostgreSQL the min and max of [epoch, price] arrays, so groups hash instead of
-sorting; on SQLite window functions (it has no ordered aggregates before 3.44). Source bars are read
-in time order, so float sums come out bit-identical on every rebuild: a rebuild of unchanged bars
+Spans: PostgreSQL reads the claimed 1m spans from the run's temporary table and widens and merges
+them per step in SQL; SQLite gets them from Python as JSON.
+
+First and last: on PostgreSQL the first and last element of `array_agg` over bars sorted by
+(instrument, bucket, time); on SQLite window functions (it has no ordered aggregates before 3.44).
+Source bars are read in time order, so float sums come out bit-identical on every rebuild: a rebuild of unchanged bars
 writes nothing.
 
 Timestamps: PostgreSQL buckets with `date_bin` from the Unix epoch; SQLite stores datetimes as
@@ -28,75 +31,123 @@ WHERE ({_STORED}) IS DISTINCT FROM ({_EXCLUDED})
 RETURNING {BAR_COLUMNS}
 """
 
-# Trades and vwap are only known for a bucket if every source bar knows them. First and last are
-# the min and max of [epoch, price] arrays: order-independent, so the aggregate can hash instead of
-# sorting every group (ordered aggregates sort per group: 3x slower on a million bars).
+# Trades and vwap are only known for a bucket if every source bar knows them. The source bars
+# arrive sorted by (instrument, bucket, time) (`_pg_source`), so each group's bars are aggregated in
+# time order: open and close are the first and last element of the group's array (the groups are
+# small, 3 to 6 bars per step of the cascade), and float sums come out bit-identical on every
+# rebuild. Both are much cheaper than min/max over [epoch, price] arrays, which build an array per
+# source bar, and than ordered aggregates (`array_agg(open ORDER BY time)`), which sort every group.
 _PG_AGGREGATES = """
-    (min(ARRAY[b.epoch, b.open]))[2] AS open,
+    (array_agg(b.open))[1] AS open,
     max(b.high) AS high,
     min(b.low) AS low,
-    (max(ARRAY[b.epoch, b.close]))[2] AS close,
+    (array_agg(b.close))[count(*)] AS close,
     sum(b.volume) AS volume,
     CASE WHEN count(b.trades) = count(*) THEN sum(b.trades) END AS trades,
-    CASE WHEN count(b.vwap) = count(*) AND sum(b.volume) > 0 THEN sum(b.vwap * b.volume) / sum(b.volume) END AS vwap
+    CASE WHEN count(b.vwap) = count(*) AND sum(b.volume) > 0 THEN sum(b.vwap * b.volume) / sum(b.volume) END AS vwap,
+    bool_or(b.occupied) AS occupied
 """
 
-# The source bars of each span by an index range scan in time order: LATERAL with OFFSET 0 keeps the
-# planner from hashing the whole source timeframe for a handful of spans, and the time order makes
-# the float sums come out bit-identical on every rebuild.
-_PG_SOURCE = """
-    CROSS JOIN LATERAL (
-        SELECT "time", date_part('epoch', "time") AS epoch, open, high, low, close, volume, trades, vwap
-        FROM market_bar
-        WHERE instrument_id = s.instrument_id AND timeframe = %(source)s
-            AND "time" >= s.start_time AND "time" < s.end_time
-        ORDER BY "time" OFFSET 0
-    ) AS b
-"""
+
+def _pg_source(bucket: str, *span_columns: str) -> str:
+    """The source bars of every span, labelled with their bucket, sorted by (instrument, bucket, time).
+
+    Each span's bars are read by an index range scan (LATERAL with OFFSET 0 keeps the planner from
+    hashing the whole source timeframe for a handful of spans). The ORDER BY of a subquery is kept by
+    PostgreSQL, so the GROUP BY above runs as a plain group aggregate over sorted input (no hash
+    table, no second sort) that sees every bucket's bars in time order; it also hands the rolled-up
+    bars to the INSERT in index order, which keeps the next step's range scans on few heap pages.
+    """
+    extra = "".join(f", s.{column}" for column in span_columns)
+    return f"""(
+        SELECT s.instrument_id, s.occupied{extra}, {bucket} AS bucket,
+            b."time", b.open, b.high, b.low, b.close, b.volume, b.trades, b.vwap
+        FROM spans s
+        CROSS JOIN LATERAL (
+            SELECT "time", open, high, low, close, volume, trades, vwap
+            FROM market_bar
+            WHERE instrument_id = s.instrument_id AND timeframe = %(source)s
+                AND "time" >= s.start_time AND "time" < s.end_time
+            ORDER BY "time" OFFSET 0
+        ) AS b
+        ORDER BY s.instrument_id, bucket, b."time"
+    ) AS b"""
+
 
 # A span whose target range holds no bar yet (history rolled up for the first time) takes a plain
 # INSERT; the others the upsert (spans are MATERIALIZED so that the test runs once per span, not
-# once per source bar). ON CONFLICT probes the unique index once more per row, which
-# costs a full roll-up about half its insert time. (Only roll-ups write these timeframes, one at
-# a time; a bar written in between by someone else fails the run, which the next one retries.)
+# once per source bar). ON CONFLICT probes the unique index once more per row, which costs a full
+# roll-up about half its insert time. Spans of a few buckets (the minute-by-minute run: one bucket
+# per instrument and step) take the upsert without asking, as the probe would cost as much as it
+# saves. (Only roll-ups write these timeframes, one at a time; a bar written in between by someone
+# else fails the run, which the next one retries.)
 _PG_OCCUPIED = """
-    EXISTS (
+    (s.end_time - s.start_time <= 16 * %(step)s::interval OR EXISTS (
         SELECT 1 FROM market_bar m
         WHERE m.instrument_id = s.instrument_id AND m.timeframe = %(target)s
             AND m."time" >= s.start_time AND m."time" < s.end_time
-    ) AS occupied
+    )) AS occupied
 """
 
 # Only the count of changed bars and the changed bars near the live edge (to publish) come back:
-# a full roll-up changes hundreds of thousands of bars that nobody needs in Python.
+# a full roll-up changes hundreds of thousands of bars that nobody needs in Python, so RETURNING
+# yields a NULL for each of them rather than a copy of the row.
+_PG_LIVE = f'CASE WHEN "time" > %(live_after)s THEN json_build_array({BAR_COLUMNS}) END AS live'
 _PG_RESULT = f"""
 , inserted AS (
     INSERT INTO market_bar ({BAR_COLUMNS}) SELECT {BAR_COLUMNS} FROM rolled WHERE NOT occupied
-    RETURNING {BAR_COLUMNS}
+    RETURNING {_PG_LIVE}
 ), upserted AS (
     INSERT INTO market_bar ({BAR_COLUMNS}) SELECT {BAR_COLUMNS} FROM rolled WHERE occupied
-    {UPSERT_TAIL}
+    ON CONFLICT (instrument_id, timeframe, "time") DO UPDATE SET {_SET}
+    WHERE ({_STORED}) IS DISTINCT FROM ({_EXCLUDED})
+    RETURNING {_PG_LIVE}
 ), changed AS (
-    SELECT * FROM inserted UNION ALL SELECT * FROM upserted
+    SELECT live FROM inserted UNION ALL SELECT live FROM upserted
 )
-SELECT count(*), coalesce(json_agg(json_build_array({BAR_COLUMNS})) FILTER (WHERE "time" > %(live_after)s), '[]')
-FROM changed
+SELECT count(*), coalesce(json_agg(live) FILTER (WHERE live IS NOT NULL), '[]') FROM changed
 """
 
-POSTGRES_UTC = f"""
-WITH spans AS MATERIALIZED (
+_PG_EPOCH = "TIMESTAMPTZ '1970-01-01 00:00:00+00'"
+_PG_DATE_BIN = f'date_bin(%(step)s::interval, b."time", {_PG_EPOCH})'
+
+# The spans of whole `target` buckets to rebuild, from the 1m spans this run claimed (in the
+# session's temporary table, see CLAIM_PENDING_POSTGRES): each claimed span widened to the buckets
+# holding its first and last minute, then overlapping or touching spans of an instrument merged
+# (islands: a span starts a new one unless it begins before the furthest end so far). The same as
+# `rollup_plan.bucket_spans`, without sending thousands of spans through Python twice per step.
+_PG_CLAIMED_SPANS = f"""
+widened AS (
+    SELECT instrument_id,
+        date_bin(%(step)s::interval, first_time, {_PG_EPOCH}) AS start_time,
+        date_bin(%(step)s::interval, last_time, {_PG_EPOCH}) + %(step)s::interval AS end_time
+    FROM rollup_claimed_spans
+    WHERE instrument_id <> ALL(%(excluded)s::bigint[])
+), marked AS (
+    SELECT *, CASE WHEN start_time <= max(end_time) OVER (
+            PARTITION BY instrument_id ORDER BY start_time, end_time
+            ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+        ) THEN 0 ELSE 1 END AS starts_island
+    FROM widened
+), islands AS (
+    SELECT *, sum(starts_island) OVER (PARTITION BY instrument_id ORDER BY start_time, end_time) AS island
+    FROM marked
+), spans AS MATERIALIZED (
     SELECT s.*, {_PG_OCCUPIED}
-    FROM unnest(%(ids)s::bigint[], %(starts)s::timestamptz[], %(ends)s::timestamptz[])
-        AS s(instrument_id, start_time, end_time)
-), rolled AS (
+    FROM (
+        SELECT instrument_id, min(start_time) AS start_time, max(end_time) AS end_time
+        FROM islands GROUP BY instrument_id, island
+    ) AS s
+)"""
+
+POSTGRES_UTC = f"""
+WITH {_PG_CLAIMED_SPANS}, rolled AS (
     SELECT instrument_id, %(target)s::varchar AS timeframe, bucket AS "time", open, high, low, close, volume,
         trades::integer, vwap, bucket + %(step)s::interval <= %(now)s AS final, occupied
     FROM (
-        SELECT s.instrument_id, s.occupied,
-            date_bin(%(step)s::interval, b."time", TIMESTAMPTZ '1970-01-01 00:00:00+00') AS bucket,
-            {_PG_AGGREGATES}
-        FROM spans s {_PG_SOURCE}
-        GROUP BY 1, 2, 3
+        SELECT b.instrument_id, b.bucket, {_PG_AGGREGATES}
+        FROM {_pg_source(_PG_DATE_BIN)}
+        GROUP BY b.instrument_id, b.bucket
     ) AS buckets
 )
 {_PG_RESULT}
@@ -111,12 +162,12 @@ WITH spans AS MATERIALIZED (
     FROM unnest(%(ids)s::bigint[], %(labels)s::timestamptz[], %(starts)s::timestamptz[],
         %(ends)s::timestamptz[]) AS s(instrument_id, label, start_time, end_time)
 ), rolled AS (
-    SELECT instrument_id, %(target)s::varchar AS timeframe, label AS "time", open, high, low, close, volume,
-        trades::integer, vwap, end_time <= %(now)s AS final, occupied
+    SELECT instrument_id, %(target)s::varchar AS timeframe, bucket AS "time", open, high, low, close, volume,
+        trades::integer, vwap, session_end <= %(now)s AS final, occupied
     FROM (
-        SELECT s.instrument_id, s.label, s.end_time, s.occupied, {_PG_AGGREGATES}
-        FROM spans s {_PG_SOURCE}
-        GROUP BY 1, 2, 3, 4
+        SELECT b.instrument_id, b.bucket, max(b.end_time) AS session_end, {_PG_AGGREGATES}
+        FROM {_pg_source("s.label", "end_time")}
+        GROUP BY b.instrument_id, b.bucket
     ) AS buckets
 )
 {_PG_RESULT}
@@ -190,3 +241,22 @@ RETURNING instrument_id, first_time, last_time
 
 # A roll-up run at a time: a second worker (an overlapping beat tick) skips instead of waiting.
 POSTGRES_TRY_LOCK = "SELECT pg_try_advisory_xact_lock(%(key)s)"
+
+# PostgreSQL: a run claims its batch into a temporary table of its session, emptied at commit, that
+# every cascade step then reads in SQL (`_PG_CLAIMED_SPANS`); only the count comes back to Python.
+CREATE_CLAIM_TABLE = """
+CREATE TEMPORARY TABLE IF NOT EXISTS rollup_claimed_spans (
+    instrument_id bigint NOT NULL, first_time timestamptz NOT NULL, last_time timestamptz NOT NULL
+) ON COMMIT DELETE ROWS
+"""
+CLAIM_PENDING_POSTGRES = f"""
+WITH claimed AS ({CLAIM_PENDING})
+INSERT INTO rollup_claimed_spans (instrument_id, first_time, last_time) SELECT * FROM claimed
+"""
+# The claimed spans of exchange-traded instruments, whose daily bar follows the session (planned in
+# Python with the exchange calendar).
+CLAIMED_SESSION_SPANS = """
+SELECT c.instrument_id, c.first_time, c.last_time
+FROM rollup_claimed_spans c JOIN market_instrument i ON i.id = c.instrument_id
+WHERE i.asset_class = ANY(%(asset_classes)s)
+"""

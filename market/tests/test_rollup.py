@@ -187,6 +187,27 @@ def test_only_the_buckets_touched_since_the_last_run_are_rebuilt(instrument, xrp
 
 
 @pytest.mark.django_db
+def test_separate_writes_into_the_same_buckets_are_rolled_up_once(instrument, xrp_1m):
+    store_bars(minute_rows(instrument.pk, xrp_1m), publish=False)
+    roll_up(LATER, publish=False)
+    # Two writes, each queued on its own: 00:27 and 00:29, then 00:29 again and 00:35. Widened to
+    # 5m and 15m buckets their spans overlap; a bar read twice would double its volume.
+    changed = xrp_1m.copy()
+    for positions in ([20, 22], [22, 27]):
+        changed.loc[positions, "volume"] = changed.loc[positions, "volume"] * 3 + 1
+        store_bars(minute_rows(instrument.pk, changed.iloc[positions]), publish=False)
+    assert PendingRollup.objects.count() == (2 if connection.vendor == "postgresql" else 4)
+
+    result = roll_up(LATER, publish=False)
+
+    assert dict(result.written) == {"5m": 2, "15m": 2, "1h": 1, "4h": 1, "1d": 1}
+    for timeframe, rule in [("5m", "5min"), ("15m", "15min"), ("1h", "1h"), ("1d", "1D")]:
+        direct = changed.set_index("date")["volume"].resample(rule, label="left", closed="left").sum()
+        got = stored(instrument.pk, timeframe).set_index("date")["volume"]
+        assert got.tolist() == pytest.approx(direct[direct.index.isin(got.index)].tolist(), rel=1e-12)
+
+
+@pytest.mark.django_db
 def test_a_bucket_stays_open_until_its_period_ends_then_closes_without_new_bars(instrument, xrp_1m):
     store_bars(minute_rows(instrument.pk, xrp_1m), publish=False)
     last = xrp_1m["date"].iloc[-1].to_pydatetime()  # 2019-10-13 11:19
