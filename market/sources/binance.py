@@ -1,4 +1,5 @@
-"""Binance spot: live trades from the raw combined websocket stream, exchange klines to check our bars.
+"""Binance spot and USDⓈ-M futures: live trades from the raw combined websocket stream, exchange klines
+to check our bars.
 
 Why the raw stream (`websockets` + orjson) and not ccxt.pro: the collector's whole budget is a few
 microseconds per trade, and ccxt's unified trade dicts cost tens; ccxt.pro also loads all markets over
@@ -17,6 +18,14 @@ Aggregate trades, not raw trades: their ids (`a`) are contiguous per symbol and 
 `/api/v3/aggTrades` pages by id (`fromId`) or time, so after a reconnect the adapter fetches exactly the
 trades it missed (and a jump in ids on a live connection is filled the same way): bars after a drop are
 the bars of the uninterrupted stream. Raw `trade` messages are understood too.
+
+USDⓈ-M futures (perpetual contracts) speak the same stream and REST formats on other hosts and paths:
+`wss://fstream.binance.com/stream?streams=...` and `https://fapi.binance.com/fapi/v1/aggTrades`
+(`/fapi/v1/time`). They are a source of their own (`binance-futures`, `BinanceSource.futures()`)
+feeding the instruments of the exchange `binance-futures`, rather than a flag on spot instruments:
+a perpetual and the spot pair of the same name are different markets with different prices, so they
+need different instruments, and one collector process streams one exchange's instruments.
+`SUSHI/USDT` on `binance-futures` is the SUSHIUSDT perpetual.
 """
 
 from __future__ import annotations
@@ -58,7 +67,9 @@ QUOTE_ASSETS = sorted(
     key=len,
     reverse=True,
 )
-REST_PAGE = 1000  # the most aggTrades one REST request returns
+REST_PAGE = 1000  # the most aggTrades one REST request returns (spot and futures alike)
+SPOT_REST_PREFIX = "/api/v3"
+FUTURES_REST_PREFIX = "/fapi/v1"
 HOUR_MS = 3_600_000
 SUBSCRIBE_CHUNK = 100
 COVERAGE_MINUTES = 60
@@ -327,12 +338,28 @@ class BinanceSource(Source):
 
     ws_url: str = "wss://stream.binance.com:9443"
     rest_url: str = "https://api.binance.com"
+    #: Path prefix of the REST endpoints: `/api/v3` (spot) or `/fapi/v1` (USDⓈ-M futures).
+    rest_prefix: str = SPOT_REST_PREFIX
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     clock_lag_ms: int = 1000
     #: A restart further back than this is not caught up trade by trade (a GapEvent asks for bars).
     max_catchup_ms: int = 2 * HOUR_MS
     name: str = "binance"
     exchange: str = "binance"
+
+    @classmethod
+    def futures(
+        cls, *, ws_url: str = "wss://fstream.binance.com", rest_url: str = "https://fapi.binance.com", **kwargs: Any
+    ) -> BinanceSource:
+        """The USDⓈ-M futures market: the same protocol on fstream/fapi, instruments of `binance-futures`."""
+        return cls(
+            ws_url=ws_url,
+            rest_url=rest_url,
+            rest_prefix=FUTURES_REST_PREFIX,
+            name="binance-futures",
+            exchange="binance-futures",
+            **kwargs,
+        )
 
     def __post_init__(self) -> None:
         self.health.breaker = self.policy.breaker()
@@ -431,7 +458,7 @@ class BinanceSource(Source):
             for start in range(0, len(params), SUBSCRIBE_CHUNK):
                 chunk = params[start : start + SUBSCRIBE_CHUNK]
                 await ws.send(orjson.dumps({"method": method, "params": chunk, "id": next(self._request_ids)}).decode())
-                log.info("binance: %s %s", method.lower(), ", ".join(chunk))
+                log.info("%s: %s %s", self.name, method.lower(), ", ".join(chunk))
         return added
 
     async def _catch_up(
@@ -482,7 +509,7 @@ class BinanceSource(Source):
         self, http: aiohttp.ClientSession, state: SymbolState, from_id: int, before_id: int | None
     ) -> AsyncGenerator[SourceEvent, None]:
         """Trades with ids from `from_id` up to (not including) `before_id`, or up to the latest."""
-        log.info("binance: fetching %s trades from id %d", state.exchange_symbol, from_id)
+        log.info("%s: fetching %s trades from id %d", self.name, state.exchange_symbol, from_id)
         while before_id is None or from_id < before_id:
             rows = await self._agg_trades(http, state.exchange_symbol, {"fromId": from_id})
             for row in rows:
@@ -509,13 +536,13 @@ class BinanceSource(Source):
         self, http: aiohttp.ClientSession, symbol: str, params: dict[str, int]
     ) -> list[dict[str, Any]]:
         query: dict[str, int | str] = {"symbol": symbol, "limit": REST_PAGE, **params}
-        rows = await self._get(http, "/api/v3/aggTrades", query)
+        rows = await self._get(http, f"{self.rest_prefix}/aggTrades", query)
         if not isinstance(rows, list):
             raise SourceUnavailable(f"aggTrades answered {str(rows)[:200]}")
         return rows
 
     async def _server_time(self, http: aiohttp.ClientSession) -> int:
-        body = await self._get(http, "/api/v3/time", {})
+        body = await self._get(http, f"{self.rest_prefix}/time", {})
         return int(body["serverTime"])
 
     async def _get(self, http: aiohttp.ClientSession, path: str, params: Mapping[str, int | str]) -> Any:
