@@ -195,7 +195,7 @@ class BinanceParser:
             event_ms = data["E"]
             first = data["f"]
             last = data["l"]
-            trade = Trade(time_ms, str(agg_id), float(data["p"]), float(data["q"]))
+            trade = Trade(time_ms, str(agg_id), float(data["p"]), float(data["q"]), agg_id)
             if not (
                 agg_id.__class__ is time_ms.__class__ is event_ms.__class__ is first.__class__ is last.__class__ is int
             ):
@@ -267,6 +267,7 @@ class BinanceParser:
         if type(agg_id) is not int or type(time_ms) is not int or type(first) is not int or type(last) is not int:
             self.health.reject("malformed aggTrade", data)
             return None, None
+        trade.seq = agg_id
         missed_from = None
         if agg_id > state.last_id:
             if agg_id > state.last_id + 1 and state.last_id >= 0:
@@ -329,7 +330,8 @@ class BinanceParser:
 
 
 def trade_from_rest(row: dict[str, Any]) -> Trade:
-    return Trade(row["T"], str(row["a"]), float(row["p"]), float(row["q"]))
+    agg_id = row["a"]
+    return Trade(row["T"], str(agg_id), float(row["p"]), float(row["q"]), agg_id if type(agg_id) is int else -1)
 
 
 @dataclass
