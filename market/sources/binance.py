@@ -433,14 +433,30 @@ class BinanceSource(Source):
             self.health.last_message_at = time.time()
             parsed, missed_from = parser.parse(raw)
             if missed_from is not None and isinstance(parsed, TradeEvent):
-                state = parser.states[to_exchange_symbol(parsed.symbol)]
-                async for filled in self._fetch_ids(http, state, missed_from, int(parsed.trade.trade_id)):
+                async for filled in self._fill_jump(http, parsed, missed_from):
                     yield filled
             if parsed is not None:
                 yield parsed
             clock = parser.clock_event()
             if clock is not None:
                 yield clock
+
+    async def _fill_jump(
+        self, http: aiohttp.ClientSession, parsed: TradeEvent, missed_from: int
+    ) -> AsyncGenerator[SourceEvent, None]:
+        """The trades between the last one passed on and `parsed`, whose id jumped past them."""
+        state = self.parser.states[to_exchange_symbol(parsed.symbol)]
+        passed_on = missed_from - 1
+        try:
+            async for filled in self._fetch_ids(http, state, missed_from, parsed.trade.seq):
+                passed_on = max(passed_on, filled.trade.seq)  # type: ignore[union-attr]
+                yield filled
+        except BaseException:
+            # REST failed (or we are stopping) part way: the parser already counted `parsed` as
+            # passed on, but neither it nor the rest of the missed trades were. Rewind, so that the
+            # catch-up after the reconnect fetches them instead of starting after `parsed`.
+            state.last_id = passed_on
+            raise
 
     def _follow(self, subscription: Subscription) -> list[SymbolState]:
         """Track the subscription's symbols; returns the states added."""

@@ -156,6 +156,43 @@ async def test_after_a_futures_connection_drops_it_fetches_the_missed_trades_fro
     assert source.health.rejected == Counter()
 
 
+async def test_missed_trade_ids_whose_fill_fails_are_fetched_after_the_reconnect():
+    # Given a stream that holds after 100 messages, and a REST API whose first answer is a 503
+    messages = messages_from_ccxt_trades(XRP_OLD, "XRPETH", count=300)
+    recorded = [m.rest_row["a"] for m in messages if m.rest_row is not None]
+    async with BinanceServer(messages, hold_at=100, rest_faults=[503]) as server:
+        source = source_for(server)
+        received: list[Any] = []
+
+        async def consume() -> None:
+            async with aclosing(source.stream({"XRP/ETH": None})) as stream:
+                async for event in stream:
+                    received.append(event)
+
+        def trade_ids() -> list[int]:
+            return [int(event.trade.trade_id) for event in received if isinstance(event, TradeEvent)]
+
+        task = asyncio.create_task(consume())
+        try:
+            async with asyncio.timeout(20):
+                while server.cursor < 100 or len(received) < sum(server.sent.values()):
+                    await asyncio.sleep(0.01)
+                # When 50 messages happen unheard on the open connection (a jump in trade ids), and
+                # the request for the missed trades fails
+                server.advance(50)
+                server.release()
+                while not server.finished or len(trade_ids()) < len(recorded):
+                    await asyncio.sleep(0.01)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    # Then it reconnected and fetched them again: every trade once, in order
+    assert trade_ids() == recorded
+    assert server.connections == 2
+    assert server.rest_faults == []
+
+
 def test_the_parser_counts_bad_messages_with_a_reason_and_never_raises():
     health = SourceHealth()
     parser = BinanceParser(health)
