@@ -332,7 +332,12 @@ def latency(rows: list[dict[str, Any]], instrument_id: int) -> tuple[str, list[f
 
 
 def run() -> Iterator[dict[str, Any]]:
+    import logging
+
     from django.db import connection
+
+    # A subscriber that reads nothing fills its channel: channels_redis logs every bar it then drops.
+    logging.getLogger("channels_redis").setLevel(logging.WARNING)
 
     rows = recorded_rows()
     messages = stream_messages(rows, REPEATS)

@@ -429,6 +429,8 @@ COLLECTOR_FLUSH_SECONDS = envfloat("COLLECTOR_FLUSH_SECONDS", 0.1)
 # Live streams (tests point them at local servers). The REST catch-up uses BINANCE_API_URL and
 # ALPACA_DATA_URL, and Alpaca's keys and feed, from the backfill settings below.
 BINANCE_WS_URL = os.environ.get("BINANCE_WS_URL", "wss://stream.binance.com:9443")
+# Binance USDⓈ-M futures (`collect --source binance-futures`); its REST side is BINANCE_FUTURES_API_URL.
+BINANCE_FUTURES_WS_URL = os.environ.get("BINANCE_FUTURES_WS_URL", "wss://fstream.binance.com")
 # Empty: alpaca-py's own (wss://stream.data.alpaca.markets/v2/<feed>, .../v1beta3/crypto/us).
 ALPACA_STOCK_STREAM_URL = os.environ.get("ALPACA_STOCK_STREAM_URL", "")
 ALPACA_CRYPTO_STREAM_URL = os.environ.get("ALPACA_CRYPTO_STREAM_URL", "")
@@ -484,6 +486,8 @@ BAR_RETENTION_DAYS = _retention_days("BAR_RETENTION_DAYS", "1m=90")
 RETENTION_BATCH = envint("RETENTION_BATCH", 10_000)
 # Where the history clients of `manage.py backfill` connect (tests point them at a local server).
 BINANCE_API_URL = os.environ.get("BINANCE_API_URL", "https://api.binance.com")
+# Binance USDⓈ-M futures REST (fapi): klines for the backfill, aggTrades for the collector's catch-up.
+BINANCE_FUTURES_API_URL = os.environ.get("BINANCE_FUTURES_API_URL", "https://fapi.binance.com")
 ALPACA_DATA_URL = os.environ.get("ALPACA_DATA_URL", "https://data.alpaca.markets")
 ALPACA_API_KEY = os.environ.get("ALPACA_API_KEY", "")
 ALPACA_SECRET_KEY = os.environ.get("ALPACA_SECRET_KEY", "")

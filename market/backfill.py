@@ -34,7 +34,7 @@ from market.timeframes import BASE_TIMEFRAME, bucket_start, parse_timeframe
 log = logging.getLogger(__name__)
 
 # The history source of each exchange's instruments (exchange code -> source name).
-EXCHANGE_SOURCES = {"binance": "binance", "alpaca": "alpaca", "yahoo": "yahoo"}
+EXCHANGE_SOURCES = {"binance": "binance", "binance-futures": "binance-futures", "alpaca": "alpaca", "yahoo": "yahoo"}
 
 # Called after each stored page with the job (its cursor moved) and the bars stored.
 Progress = Callable[[BackfillJob, int], None]
@@ -47,6 +47,7 @@ class BackfillError(Exception):
 def history_config() -> HistoryConfig:
     return HistoryConfig(
         binance_url=settings.BINANCE_API_URL,
+        binance_futures_url=settings.BINANCE_FUTURES_API_URL,
         alpaca_url=settings.ALPACA_DATA_URL,
         alpaca_key=settings.ALPACA_API_KEY,
         alpaca_secret=settings.ALPACA_SECRET_KEY,

@@ -30,6 +30,9 @@ class Trade:
     trade_id: str
     price: float
     amount: float
+    #: The trade's number in a sequence the source counts up without gaps per instrument (Binance's
+    #: aggregate trade id), or -1. With it, deduplication needs no set of ids (see BarBuilder).
+    seq: int = -1
 
 
 @dataclass(slots=True)
@@ -94,10 +97,16 @@ class BarBuilder:
     minute arrives) or corrected (a late trade within the grace period); `close_until` closes the open
     bar when the clock has passed its end, so a quiet market still closes bars. Trades whose id was
     already seen are dropped (exchanges resend on reconnect).
+
+    Deduplication: a trade with a sequence number (`Trade.seq`) is new when it is above the highest
+    seen, or when it falls into a hole the sequence skipped (it arrived out of order); anything else
+    is a resend. Two integer comparisons per trade instead of a set of ids; the holes are kept as
+    ranges, the newest `max_holes` of them. Trades without a sequence number go by id, in a set.
     """
 
     #: Trade ids remembered for deduplication: between half of this and this many, the latest.
     dedupe_window: int = 100_000
+    max_holes: int = 1000
     grace_ms: int = 0
     current: MinuteBar | None = None
     last_closed_ms: int = -1
@@ -108,6 +117,8 @@ class BarBuilder:
     _seen: set[str] = field(default_factory=set)
     _seen_before: set[str] = field(default_factory=set)
     _recent: dict[int, MinuteBar] = field(default_factory=dict)  # closed bars still open to corrections
+    _high_seq: int = -1  # the highest sequence number accepted
+    _holes: list[list[int]] = field(default_factory=list)  # [start, end) skipped below it, oldest first
 
     def add(self, trade: Trade) -> list[MinuteBar]:
         price = trade.price
@@ -115,8 +126,17 @@ class BarBuilder:
         if not (price > 0 and amount >= 0):  # also false for NaN
             self.stats.invalid += 1
             return []
-        trade_id = trade.trade_id
-        if trade_id:
+        seq = trade.seq
+        if seq >= 0:
+            high = self._high_seq
+            if seq > high:
+                if seq > high + 1 and high >= 0:
+                    self._note_hole(high + 1, seq)
+                self._high_seq = seq
+            elif not self._fill_hole(seq):
+                self.stats.duplicates += 1
+                return []
+        elif trade_id := trade.trade_id:
             seen = self._seen
             if trade_id in seen or trade_id in self._seen_before:
                 self.stats.duplicates += 1
@@ -171,6 +191,29 @@ class BarBuilder:
     def flush(self) -> list[MinuteBar]:
         """Close whatever is open (end of a recording, shutdown)."""
         return [self._close_current()] if self.current is not None else []
+
+    def _note_hole(self, start: int, end: int) -> None:
+        holes = self._holes
+        holes.append([start, end])
+        if len(holes) > self.max_holes:
+            del holes[0]
+
+    def _fill_hole(self, seq: int) -> bool:
+        """Is `seq` in a hole (then it is taken out of it), i.e. not seen before?"""
+        holes = self._holes
+        for index in range(len(holes) - 1, -1, -1):  # newest first: late trades are usually recent
+            start, end = holes[index]
+            if start <= seq < end:
+                if end - start == 1:
+                    del holes[index]
+                elif seq == start:
+                    holes[index][0] = seq + 1
+                else:
+                    holes[index][1] = seq
+                    if seq + 1 < end:
+                        holes.insert(index + 1, [seq + 1, end])
+                return True
+        return False
 
     def _add_late(self, trade: Trade, minute: int) -> list[MinuteBar]:
         """A trade for a minute that is over (as far as this stream is concerned)."""

@@ -426,6 +426,9 @@ class Collector:
         tracked = self.tracked.get(event.symbol)
         if tracked is not None and event.bar.closed:
             tracked.klines.append(event.bar)
+            # Usually the grace period is still running and the next clock event checks it; a kline
+            # that arrives after it (grace 0, a catch-up) is checked now, not a minute later.
+            self._reconcile_due(tracked)
 
     def _reconcile_due(self, tracked: Tracked) -> None:
         """Check the exchange's closed bars whose late-trade grace period is over."""

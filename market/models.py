@@ -164,6 +164,7 @@ class PendingRollup(models.Model):
 
 class HistorySource(models.TextChoices):
     BINANCE = "binance", "Binance (ccxt)"
+    BINANCE_FUTURES = "binance-futures", "Binance USDⓈ-M futures (fapi)"
     ALPACA = "alpaca", "Alpaca (alpaca-py)"
     YAHOO = "yahoo", "Yahoo Finance (yfinance)"
 

@@ -4,6 +4,7 @@ One small module per source behind `base.HistoryClient` (normalized `BarPage`s, 
 timeframes, rate limiting and retries in the base class):
 
 - `binance`: ccxt's `fetch_ohlcv` (Binance klines REST);
+- `binance-futures`: Binance USDⓈ-M futures klines (`/fapi/v1/klines`);
 - `alpaca`: alpaca-py's historical clients, page by page with Alpaca's `next_page_token`;
 - `yahoo`: yfinance's `Ticker.history`, window by window.
 
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 from market.history.base import BarPage, HistoryBar, HistoryClient, HistoryError, TransientHistoryError
 
-HISTORY_SOURCES = ("binance", "alpaca", "yahoo")
+HISTORY_SOURCES = ("binance", "binance-futures", "alpaca", "yahoo")
 
 __all__ = [
     "HISTORY_SOURCES",
@@ -36,6 +37,7 @@ class HistoryConfig:
     """Where and how to reach each source (built from settings by `market.backfill`)."""
 
     binance_url: str = ""
+    binance_futures_url: str = ""
     alpaca_url: str = ""
     alpaca_key: str = ""
     alpaca_secret: str = ""
@@ -51,6 +53,10 @@ def history_client(source: str, config: HistoryConfig) -> HistoryClient:
         from market.history.binance import BinanceHistory
 
         return BinanceHistory(base_url=config.binance_url, min_interval=config.min_interval)
+    if source == "binance-futures":
+        from market.history.binance_futures import BinanceFuturesHistory
+
+        return BinanceFuturesHistory(base_url=config.binance_futures_url, min_interval=config.min_interval)
     if source == "alpaca":
         from market.history.alpaca import AlpacaHistory
 

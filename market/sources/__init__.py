@@ -3,6 +3,7 @@
 | source | what | how | symbols |
 |---|---|---|---|
 | binance | crypto trades + klines | raw combined websocket stream, REST catch-up | BTC/USDT <-> BTCUSDT |
+| binance-futures | USDⓈ-M perpetuals, the same | the same on fstream / fapi | SUSHI/USDT <-> SUSHIUSDT |
 | alpaca | US stock trades + minute bars | alpaca-py StockDataStream, REST catch-up | AAPL |
 | alpaca-crypto | crypto trades + minute bars | alpaca-py CryptoDataStream, REST catch-up | BTC/USD |
 | yahoo | stock, index, FX 1m bars (delayed) | yfinance polls | AAPL, ^GSPC, EURUSD=X |
@@ -20,7 +21,7 @@ from pathlib import Path
 from market.sources.base import Source
 from market.sources.resilience import RetryPolicy
 
-SOURCE_NAMES = ("replay", "binance", "alpaca", "alpaca-crypto", "yahoo")
+SOURCE_NAMES = ("replay", "binance", "binance-futures", "alpaca", "alpaca-crypto", "yahoo")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,8 @@ class SourceConfig:
     # binance
     binance_ws_url: str = "wss://stream.binance.com:9443"
     binance_rest_url: str = "https://api.binance.com"
+    binance_futures_ws_url: str = "wss://fstream.binance.com"
+    binance_futures_rest_url: str = "https://fapi.binance.com"
     # alpaca
     alpaca_api_key: str = ""
     alpaca_secret_key: str = ""
@@ -62,6 +65,16 @@ def build_source(name: str, config: SourceConfig) -> Source:
         return BinanceSource(
             ws_url=config.binance_ws_url,
             rest_url=config.binance_rest_url,
+            policy=config.policy,
+            clock_lag_ms=config.clock_lag_ms,
+            max_catchup_ms=config.max_catchup_ms,
+        )
+    if name == "binance-futures":
+        from market.sources.binance import BinanceSource
+
+        return BinanceSource.futures(
+            ws_url=config.binance_futures_ws_url,
+            rest_url=config.binance_futures_rest_url,
             policy=config.policy,
             clock_lag_ms=config.clock_lag_ms,
             max_catchup_ms=config.max_catchup_ms,

@@ -5,11 +5,20 @@ protocol: connect, `{"action": "auth", "key", "secret"}`, `{"action": "subscribe
 "bars": [...]}`, then msgpack arrays of `{"T": "t", "S": "AAPL", "i": 151, "x": "D", "p": 159.07, "s": 1,
 "t": <timestamp>, "c": [...], "z": "C"}` trades and `{"T": "b", ...}` minute bars.
 
-alpaca-py's `run()` owns its event loop and its own retry policy, so the adapter drives the stream's
-session steps itself (`_start_ws`, `_send_subscribe_msg`, `_consume`: private methods of alpaca-py
-0.44, pinned) inside the shared reconnect loop with our breaker, backoff and REST catch-up. After a
-reconnect the trades missed since the last one passed on are fetched with alpaca-py's historical
-client (which pages through `next_page_token`); trade ids make the overlap harmless.
+Why the stream's private session steps (`_start_ws`, `_send_subscribe_msg`, `_send_unsubscribe_msg`,
+`_consume`, alpaca-py 0.44, pinned) and not its public `run()`: `run()` is `asyncio.run(_run_forever())`,
+so it needs a thread and an event loop of its own, and `_run_forever` retries every failure itself
+(its own 1-30 s backoff) after logging and swallowing the exception. Through the public API a
+collector never learns that the connection dropped or came back: no reconnect count, no circuit
+breaker, no `Retry-After`, and, what decides it, no REST catch-up after the reconnect, so the trades
+of every outage would be lost (and with them whole minutes). The public `subscribe_trades` /
+`unsubscribe_trades` also block their caller until the stream's loop has sent the message. So the
+adapter drives those four steps inside the shared reconnect loop with our breaker, backoff and
+catch-up; its tests run them against the local Alpaca server, so an alpaca-py that changes them
+fails there, not in production. Everything else is public: the streams are built with their
+documented `url_override`, `raw_data` and `data_timeout` arguments, and the catch-up uses the
+historical clients (`url_override`, `raw_data=True`), which page through `next_page_token`; trade
+ids make the overlap with the stream harmless.
 
 Symbols are Alpaca's own: `AAPL`, `BTC/USD`. Trade ids are unique per stock exchange, so a stock
 trade's id is `<exchange>-<id>`.

@@ -1,4 +1,5 @@
-"""Binance spot: live trades from the raw combined websocket stream, exchange klines to check our bars.
+"""Binance spot and USDⓈ-M futures: live trades from the raw combined websocket stream, exchange klines
+to check our bars.
 
 Why the raw stream (`websockets` + orjson) and not ccxt.pro: the collector's whole budget is a few
 microseconds per trade, and ccxt's unified trade dicts cost tens; ccxt.pro also loads all markets over
@@ -17,6 +18,14 @@ Aggregate trades, not raw trades: their ids (`a`) are contiguous per symbol and 
 `/api/v3/aggTrades` pages by id (`fromId`) or time, so after a reconnect the adapter fetches exactly the
 trades it missed (and a jump in ids on a live connection is filled the same way): bars after a drop are
 the bars of the uninterrupted stream. Raw `trade` messages are understood too.
+
+USDⓈ-M futures (perpetual contracts) speak the same stream and REST formats on other hosts and paths:
+`wss://fstream.binance.com/stream?streams=...` and `https://fapi.binance.com/fapi/v1/aggTrades`
+(`/fapi/v1/time`). They are a source of their own (`binance-futures`, `BinanceSource.futures()`)
+feeding the instruments of the exchange `binance-futures`, rather than a flag on spot instruments:
+a perpetual and the spot pair of the same name are different markets with different prices, so they
+need different instruments, and one collector process streams one exchange's instruments.
+`SUSHI/USDT` on `binance-futures` is the SUSHIUSDT perpetual.
 """
 
 from __future__ import annotations
@@ -58,7 +67,9 @@ QUOTE_ASSETS = sorted(
     key=len,
     reverse=True,
 )
-REST_PAGE = 1000  # the most aggTrades one REST request returns
+REST_PAGE = 1000  # the most aggTrades one REST request returns (spot and futures alike)
+SPOT_REST_PREFIX = "/api/v3"
+FUTURES_REST_PREFIX = "/fapi/v1"
 HOUR_MS = 3_600_000
 SUBSCRIBE_CHUNK = 100
 COVERAGE_MINUTES = 60
@@ -184,7 +195,7 @@ class BinanceParser:
             event_ms = data["E"]
             first = data["f"]
             last = data["l"]
-            trade = Trade(time_ms, str(agg_id), float(data["p"]), float(data["q"]))
+            trade = Trade(time_ms, str(agg_id), float(data["p"]), float(data["q"]), agg_id)
             if not (
                 agg_id.__class__ is time_ms.__class__ is event_ms.__class__ is first.__class__ is last.__class__ is int
             ):
@@ -256,6 +267,7 @@ class BinanceParser:
         if type(agg_id) is not int or type(time_ms) is not int or type(first) is not int or type(last) is not int:
             self.health.reject("malformed aggTrade", data)
             return None, None
+        trade.seq = agg_id
         missed_from = None
         if agg_id > state.last_id:
             if agg_id > state.last_id + 1 and state.last_id >= 0:
@@ -318,7 +330,8 @@ class BinanceParser:
 
 
 def trade_from_rest(row: dict[str, Any]) -> Trade:
-    return Trade(row["T"], str(row["a"]), float(row["p"]), float(row["q"]))
+    agg_id = row["a"]
+    return Trade(row["T"], str(agg_id), float(row["p"]), float(row["q"]), agg_id if type(agg_id) is int else -1)
 
 
 @dataclass
@@ -327,12 +340,28 @@ class BinanceSource(Source):
 
     ws_url: str = "wss://stream.binance.com:9443"
     rest_url: str = "https://api.binance.com"
+    #: Path prefix of the REST endpoints: `/api/v3` (spot) or `/fapi/v1` (USDⓈ-M futures).
+    rest_prefix: str = SPOT_REST_PREFIX
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     clock_lag_ms: int = 1000
     #: A restart further back than this is not caught up trade by trade (a GapEvent asks for bars).
     max_catchup_ms: int = 2 * HOUR_MS
     name: str = "binance"
     exchange: str = "binance"
+
+    @classmethod
+    def futures(
+        cls, *, ws_url: str = "wss://fstream.binance.com", rest_url: str = "https://fapi.binance.com", **kwargs: Any
+    ) -> BinanceSource:
+        """The USDⓈ-M futures market: the same protocol on fstream/fapi, instruments of `binance-futures`."""
+        return cls(
+            ws_url=ws_url,
+            rest_url=rest_url,
+            rest_prefix=FUTURES_REST_PREFIX,
+            name="binance-futures",
+            exchange="binance-futures",
+            **kwargs,
+        )
 
     def __post_init__(self) -> None:
         self.health.breaker = self.policy.breaker()
@@ -404,14 +433,30 @@ class BinanceSource(Source):
             self.health.last_message_at = time.time()
             parsed, missed_from = parser.parse(raw)
             if missed_from is not None and isinstance(parsed, TradeEvent):
-                state = parser.states[to_exchange_symbol(parsed.symbol)]
-                async for filled in self._fetch_ids(http, state, missed_from, int(parsed.trade.trade_id)):
+                async for filled in self._fill_jump(http, parsed, missed_from):
                     yield filled
             if parsed is not None:
                 yield parsed
             clock = parser.clock_event()
             if clock is not None:
                 yield clock
+
+    async def _fill_jump(
+        self, http: aiohttp.ClientSession, parsed: TradeEvent, missed_from: int
+    ) -> AsyncGenerator[SourceEvent, None]:
+        """The trades between the last one passed on and `parsed`, whose id jumped past them."""
+        state = self.parser.states[to_exchange_symbol(parsed.symbol)]
+        passed_on = missed_from - 1
+        try:
+            async for filled in self._fetch_ids(http, state, missed_from, parsed.trade.seq):
+                passed_on = max(passed_on, filled.trade.seq)  # type: ignore[union-attr]
+                yield filled
+        except BaseException:
+            # REST failed (or we are stopping) part way: the parser already counted `parsed` as
+            # passed on, but neither it nor the rest of the missed trades were. Rewind, so that the
+            # catch-up after the reconnect fetches them instead of starting after `parsed`.
+            state.last_id = passed_on
+            raise
 
     def _follow(self, subscription: Subscription) -> list[SymbolState]:
         """Track the subscription's symbols; returns the states added."""
@@ -431,7 +476,7 @@ class BinanceSource(Source):
             for start in range(0, len(params), SUBSCRIBE_CHUNK):
                 chunk = params[start : start + SUBSCRIBE_CHUNK]
                 await ws.send(orjson.dumps({"method": method, "params": chunk, "id": next(self._request_ids)}).decode())
-                log.info("binance: %s %s", method.lower(), ", ".join(chunk))
+                log.info("%s: %s %s", self.name, method.lower(), ", ".join(chunk))
         return added
 
     async def _catch_up(
@@ -482,7 +527,7 @@ class BinanceSource(Source):
         self, http: aiohttp.ClientSession, state: SymbolState, from_id: int, before_id: int | None
     ) -> AsyncGenerator[SourceEvent, None]:
         """Trades with ids from `from_id` up to (not including) `before_id`, or up to the latest."""
-        log.info("binance: fetching %s trades from id %d", state.exchange_symbol, from_id)
+        log.info("%s: fetching %s trades from id %d", self.name, state.exchange_symbol, from_id)
         while before_id is None or from_id < before_id:
             rows = await self._agg_trades(http, state.exchange_symbol, {"fromId": from_id})
             for row in rows:
@@ -509,13 +554,13 @@ class BinanceSource(Source):
         self, http: aiohttp.ClientSession, symbol: str, params: dict[str, int]
     ) -> list[dict[str, Any]]:
         query: dict[str, int | str] = {"symbol": symbol, "limit": REST_PAGE, **params}
-        rows = await self._get(http, "/api/v3/aggTrades", query)
+        rows = await self._get(http, f"{self.rest_prefix}/aggTrades", query)
         if not isinstance(rows, list):
             raise SourceUnavailable(f"aggTrades answered {str(rows)[:200]}")
         return rows
 
     async def _server_time(self, http: aiohttp.ClientSession) -> int:
-        body = await self._get(http, "/api/v3/time", {})
+        body = await self._get(http, f"{self.rest_prefix}/time", {})
         return int(body["serverTime"])
 
     async def _get(self, http: aiohttp.ClientSession, path: str, params: Mapping[str, int | str]) -> Any:

@@ -74,6 +74,32 @@ def test_it_drops_duplicate_trade_ids_and_counts_them():
     assert builder.current.high == 10.0
 
 
+def test_with_sequence_numbers_resends_are_dropped_and_trades_out_of_order_taken_once():
+    # Given trades numbered 1, 2, 5 (3 and 4 not seen yet)
+    builder = BarBuilder()
+    for seq, price in ((1, 10.0), (2, 11.0), (5, 12.0)):
+        builder.add(Trade(seq * 1000, str(seq), price, 1.0, seq))
+
+    # When 2 and 5 are resent, and 4 then 3 arrive late (twice each)
+    for seq in (2, 5, 4, 3, 4, 3):
+        builder.add(Trade(seq * 1000, str(seq), 20.0 + seq, 1.0, seq))
+
+    # Then the resends and the second copies were dropped, 3 and 4 counted once each
+    assert builder.stats.duplicates == 4
+    assert builder.stats.accepted == 5
+    assert builder.current is not None
+    assert (builder.current.trades, builder.current.high, builder.current.volume) == (5, 24.0, 5.0)
+
+
+def test_only_the_newest_holes_of_a_sequence_are_remembered():
+    builder = BarBuilder(max_holes=2)
+    for seq in (1, 3, 5, 7):  # holes at 2, 4 and 6: the oldest (2) is forgotten
+        builder.add(Trade(seq, str(seq), 1.0, 1.0, seq))
+    for seq in (2, 4, 6):
+        builder.add(Trade(seq, str(seq), 1.0, 1.0, seq))
+    assert (builder.stats.accepted, builder.stats.duplicates) == (6, 1)
+
+
 def test_it_counts_trades_for_a_closed_minute_as_late_and_leaves_the_closed_bar_alone():
     builder = BarBuilder()
     builder.add(trade(1, 10.0))

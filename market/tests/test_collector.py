@@ -329,6 +329,7 @@ async def test_the_api_lists_each_collectors_health_and_says_which_are_stale(ins
     ("source", "kind", "calendar"),
     [
         ("binance", "BinanceSource", None),
+        ("binance-futures", "BinanceSource", None),
         ("alpaca", "AlpacaSource", "XNYS"),
         ("alpaca-crypto", "AlpacaSource", None),
         ("yahoo", "YahooSource", None),
@@ -347,3 +348,7 @@ def test_the_collect_command_builds_each_live_source_from_settings(source, kind,
     assert collector.symbols_refresh_seconds == settings.COLLECTOR_SYMBOLS_REFRESH_SECONDS
     if source.startswith("alpaca"):
         assert collector.source.api_key == "key-from-settings"  # type: ignore[attr-defined]
+    if source == "binance-futures":
+        assert collector.source.exchange == "binance-futures"
+        assert collector.source.ws_url == settings.BINANCE_FUTURES_WS_URL  # type: ignore[attr-defined]
+        assert collector.source.rest_url == settings.BINANCE_FUTURES_API_URL  # type: ignore[attr-defined]

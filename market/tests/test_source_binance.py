@@ -15,7 +15,7 @@ from market.sources.base import ClockEvent, GapEvent, KlineEvent, SourceHealth, 
 from market.sources.binance import BinanceParser, BinanceSource, from_exchange_symbol, to_exchange_symbol
 from market.sources.resilience import RetryPolicy
 from market.tests.conftest import SAMPLE_DATA
-from market.tests.servers.binance import BinanceServer, messages_from_ccxt_trades, messages_from_cryptofeed
+from market.tests.servers.binance import BinanceServer, Fault, messages_from_ccxt_trades, messages_from_cryptofeed
 
 CRYPTOFEED = SAMPLE_DATA / "cryptofeed"
 XRP_OLD = SAMPLE_DATA / "freqtrade" / "XRP_OLD-trades.json.gz"
@@ -25,6 +25,16 @@ FAST = RetryPolicy(backoff_base_seconds=0.01, backoff_max_seconds=0.05, stall_se
 
 def source_for(server: BinanceServer, **kwargs) -> BinanceSource:
     return BinanceSource(ws_url=server.ws_url, rest_url=server.rest_url, policy=FAST, clock_lag_ms=0, **kwargs)
+
+
+def futures_server(**kwargs) -> BinanceServer:
+    """A local Binance USDⓈ-M futures market (fapi paths) replaying the recorded futures stream."""
+    messages = messages_from_cryptofeed(CRYPTOFEED / "BINANCE_FUTURES.ws.1.0")
+    return BinanceServer(messages, rest_prefix="/fapi/v1", **kwargs)
+
+
+def futures_source_for(server: BinanceServer, **kwargs) -> BinanceSource:
+    return BinanceSource.futures(ws_url=server.ws_url, rest_url=server.rest_url, policy=FAST, clock_lag_ms=0, **kwargs)
 
 
 async def collect_events(source, symbols, *, until, timeout=20.0) -> list[Any]:
@@ -56,10 +66,11 @@ def test_it_refuses_an_exchange_symbol_without_a_known_quote_asset():
 
 
 async def test_it_passes_on_exactly_the_91_aggtrades_and_67_klines_of_the_futures_recording():
-    # Given a local Binance replaying the recorded futures stream of four symbols
-    async with BinanceServer(messages_from_cryptofeed(CRYPTOFEED / "BINANCE_FUTURES.ws.1.0")) as server:
+    # Given a local Binance futures market replaying the recorded futures stream of four symbols
+    async with futures_server() as server:
         assert Counter(m.kind for m in server.messages) == {"aggTrade": 91, "kline": 67}
-        source = source_for(server)
+        source = futures_source_for(server)
+        assert (source.name, source.exchange) == ("binance-futures", "binance-futures")
 
         # When the adapter streams those symbols until the recording is over
         def done(events):
@@ -113,14 +124,73 @@ async def test_it_passes_on_every_trade_and_kline_of_the_spot_recordings(recordi
 
 
 async def test_it_only_receives_the_streams_it_subscribed_to():
-    async with BinanceServer(messages_from_cryptofeed(CRYPTOFEED / "BINANCE_FUTURES.ws.1.0")) as server:
-        source = source_for(server)
+    async with futures_server() as server:
+        source = futures_source_for(server)
 
         def done(events):
             return kinds(events)["TradeEvent"] == 5 and kinds(events)["KlineEvent"] == 5
 
         events = await collect_events(source, {"KEEP/USDT": None}, until=done)
     assert {event.symbol for event in events if isinstance(event, TradeEvent | KlineEvent)} == {"KEEP/USDT"}
+
+
+async def test_after_a_futures_connection_drops_it_fetches_the_missed_trades_from_fapi():
+    # Given the futures stream, whose connection drops after 40 messages while 30 more happen
+    async with futures_server(faults={1: [Fault("drop", after=40, skip=30)]}) as server:
+        source = futures_source_for(server)
+
+        def done(events):
+            return server.finished and kinds(events)["TradeEvent"] == 91
+
+        events = await collect_events(source, dict.fromkeys(FUTURES_SYMBOLS), until=done)
+
+    # Then every recorded aggregate trade came out exactly once, the missed ones through
+    # /fapi/v1/aggTrades (the spot paths do not exist on this server)
+    ids = Counter((e.symbol, e.trade.trade_id) for e in events if isinstance(e, TradeEvent))
+    recorded = Counter((from_exchange_symbol(m.symbol), str(m.rest_row["a"])) for m in server.messages if m.rest_row)
+    assert ids == recorded
+    assert server.connections == 2
+    assert any(path.startswith("/fapi/v1/aggTrades") for path in server.rest_requests)
+    assert all(path.startswith("/fapi/v1/") for path in server.rest_requests)
+    assert kinds(events)["KlineEvent"] < 67  # klines are not fetched: the ones sent while away are gone
+    assert source.health.rejected == Counter()
+
+
+async def test_missed_trade_ids_whose_fill_fails_are_fetched_after_the_reconnect():
+    # Given a stream that holds after 100 messages, and a REST API whose first answer is a 503
+    messages = messages_from_ccxt_trades(XRP_OLD, "XRPETH", count=300)
+    recorded = [m.rest_row["a"] for m in messages if m.rest_row is not None]
+    async with BinanceServer(messages, hold_at=100, rest_faults=[503]) as server:
+        source = source_for(server)
+        received: list[Any] = []
+
+        async def consume() -> None:
+            async with aclosing(source.stream({"XRP/ETH": None})) as stream:
+                async for event in stream:
+                    received.append(event)
+
+        def trade_ids() -> list[int]:
+            return [int(event.trade.trade_id) for event in received if isinstance(event, TradeEvent)]
+
+        task = asyncio.create_task(consume())
+        try:
+            async with asyncio.timeout(20):
+                while server.cursor < 100 or len(received) < sum(server.sent.values()):
+                    await asyncio.sleep(0.01)
+                # When 50 messages happen unheard on the open connection (a jump in trade ids), and
+                # the request for the missed trades fails
+                server.advance(50)
+                server.release()
+                while not server.finished or len(trade_ids()) < len(recorded):
+                    await asyncio.sleep(0.01)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    # Then it reconnected and fetched them again: every trade once, in order
+    assert trade_ids() == recorded
+    assert server.connections == 2
+    assert server.rest_faults == []
 
 
 def test_the_parser_counts_bad_messages_with_a_reason_and_never_raises():
@@ -214,11 +284,10 @@ async def test_a_resume_point_older_than_the_catch_up_window_asks_for_a_bar_back
 
 
 async def test_a_symbol_added_to_the_subscription_is_subscribed_on_the_open_connection():
-    messages = messages_from_cryptofeed(CRYPTOFEED / "BINANCE_FUTURES.ws.1.0")
-    hold = len(messages) // 2
-    async with BinanceServer(messages, hold_at=hold) as server:
+    hold = 158 // 2
+    async with futures_server(hold_at=hold) as server:
         subscription = Subscription({"SUSHI/USDT": None})
-        source = source_for(server)
+        source = futures_source_for(server)
         source.policy = RetryPolicy(stall_seconds=10)  # the held market is silent: not a stall
         received: list[Any] = []
 

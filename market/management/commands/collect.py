@@ -2,6 +2,7 @@
 
 manage.py collect --source binance
 manage.py collect --source binance --shard 0/4      # one of four processes sharing the symbols
+manage.py collect --source binance-futures          # USDⓈ-M perpetuals (instruments of binance-futures)
 manage.py collect --source replay --speed 0 --recording XRP/ETH=sample_data/freqtrade/XRP_ETH-trades.json.gz
 """
 
@@ -85,6 +86,8 @@ def source_config(options: dict[str, Any]) -> SourceConfig:
         recordings=parse_recordings(options.get("recording") or []) or replay_recordings(),
         binance_ws_url=settings.BINANCE_WS_URL,
         binance_rest_url=settings.BINANCE_API_URL,
+        binance_futures_ws_url=settings.BINANCE_FUTURES_WS_URL,
+        binance_futures_rest_url=settings.BINANCE_FUTURES_API_URL,
         alpaca_api_key=settings.ALPACA_API_KEY,
         alpaca_secret_key=settings.ALPACA_SECRET_KEY,
         alpaca_stock_feed=settings.ALPACA_STOCK_FEED,

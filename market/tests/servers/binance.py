@@ -8,6 +8,10 @@ and REST serves what has happened. The market moves only as fast as the connecte
 `skip_on_disconnect`, make messages happen while the client is away: they reach it only through
 REST, as they would after a real disconnect. Faults are scripted per connection number (1 = the
 first connection); `refuse` answers connection attempts with an HTTP error instead.
+
+`rest_prefix` is the REST path of the market served: `/api/v3` (spot) or `/fapi/v1` (USDⓈ-M
+futures, which also serves `/fapi/v1/klines` from the recorded kline messages); a client asking the
+other market's paths gets 404, as it would from the real hosts.
 """
 
 from __future__ import annotations
@@ -134,8 +138,10 @@ class BinanceServer(ReplayServer):
         pace: float | None = None,
         skip_on_disconnect: int = 0,
         hold_at: int | None = None,
+        rest_prefix: str = "/api/v3",
     ) -> None:
         self.messages = messages
+        self.rest_prefix = rest_prefix
         self.faults = faults or {}
         self.refuse = refuse or {}  # connection attempt -> (HTTP status, Retry-After)
         self.rest_faults = list(rest_faults or [])
@@ -251,8 +257,9 @@ class BinanceServer(ReplayServer):
 
     def _rest_app(self) -> web.Application:
         app = web.Application()
-        app.router.add_get("/api/v3/aggTrades", self._agg_trades)
-        app.router.add_get("/api/v3/time", self._time)
+        app.router.add_get(f"{self.rest_prefix}/aggTrades", self._agg_trades)
+        app.router.add_get(f"{self.rest_prefix}/time", self._time)
+        app.router.add_get(f"{self.rest_prefix}/klines", self._klines)
         return app
 
     def _rest_fault(self, request: web.Request) -> web.Response | None:
@@ -289,3 +296,24 @@ class BinanceServer(ReplayServer):
             if "endTime" in params:
                 rows = [row for row in rows if row["T"] <= int(params["endTime"])]
         return web.json_response(rows[:limit])
+
+    async def _klines(self, request: web.Request) -> web.Response:
+        """The klines of what has happened, from the recorded kline messages (the latest update of
+        each minute), in the REST row shape `[t, o, h, l, c, v, T, q, n, V, Q, B, "0"]`."""
+        if (fault := self._rest_fault(request)) is not None:
+            return fault
+        params = request.query
+        if params.get("interval") != "1m":
+            return web.json_response({"code": -1120, "msg": "the recordings have 1m klines only"}, status=400)
+        latest: dict[int, dict[str, Any]] = {}
+        for message in self._happened():
+            if message.kind == "kline" and message.symbol == params["symbol"]:
+                k = json.loads(message.text)["data"]["k"]
+                latest[k["t"]] = k
+        start, end = int(params.get("startTime", 0)), int(params.get("endTime", 2**62))
+        rows = [
+            [k["t"], k["o"], k["h"], k["l"], k["c"], k["v"], k["T"], k["q"], k["n"], k["V"], k["Q"], k["B"], "0"]
+            for t, k in sorted(latest.items())
+            if start <= t <= end
+        ]
+        return web.json_response(rows[: int(params.get("limit", 500))])
