@@ -91,7 +91,7 @@ def sparkline_path(
 
 def price_decimals(price: float | None, significant: int = 6) -> int:
     """Decimals to show a price with: `significant` digits of it, at least two for prices of one or
-    more (189.50), at most ten (0.0014130 -> 7). static/market/js/watchlist.js formats live prices
+    more (189.50), at most ten (0.001413 -> 8: 0.00141300). static/market/js/watchlist.js formats live prices
     with the decimals the page was rendered with."""
     if not price:
         return 2
