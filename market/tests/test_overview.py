@@ -20,7 +20,8 @@ from market.tests.conftest import SAMPLE_DATA
 @pytest.fixture(scope="module")
 def xrp_closes() -> list[tuple[int, float]]:
     frame = pd.read_feather(SAMPLE_DATA / "freqtrade" / "XRP_ETH-1m.feather")
-    return [(int(row.date.timestamp()), float(row.close)) for row in frame.itertuples(index=False)]
+    seconds = frame["date"].astype("int64") // 10**9
+    return list(zip(seconds.tolist(), frame["close"].astype(float).tolist(), strict=True))
 
 
 def test_the_change_is_measured_from_the_last_close_a_day_before_the_newest_bar(xrp_closes):

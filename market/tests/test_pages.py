@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -41,7 +42,7 @@ def btc(exchange):
     return Instrument.objects.create(exchange=exchange, symbol="BTC/USDT")
 
 
-def report(instrument, score, day="2019-10-13"):
+def report(instrument: Instrument, score: int, day: str = "2019-10-13") -> QualityReport:
     return QualityReport.objects.create(
         instrument=instrument,
         timeframe="1m",
@@ -53,7 +54,9 @@ def report(instrument, score, day="2019-10-13"):
     )
 
 
-def collector(name="replay", source="replay", state="streaming", age_seconds=1.0, **fields):
+def collector(
+    name: str = "replay", source: str = "replay", state: str = "streaming", age_seconds: float = 1.0, **fields: Any
+) -> CollectorStatus:
     moment = timezone.now() - timedelta(seconds=age_seconds)
     return CollectorStatus.objects.create(
         name=name, source=source, state=state, started_at=moment, updated_at=moment, **fields

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.test import Client
 
@@ -25,11 +27,11 @@ def coins(exchange):
     return [Instrument.objects.create(exchange=exchange, symbol=f"C{n}/USDT") for n in range(3)]
 
 
-def symbols(body):
+def symbols(body: dict[str, Any]) -> list[str]:
     return [item["symbol"] for item in body["instruments"]]
 
 
-def post(client, url, body):
+def post(client: Client, url: str, body: dict[str, Any]) -> Any:
     return client.post(url, body, content_type="application/json")
 
 

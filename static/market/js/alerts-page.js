@@ -117,7 +117,7 @@ function showErrors(error) {
   for (const [name, messages] of Object.entries(error.fields)) {
     const text = Array.isArray(messages) ? messages.join(" ") : String(messages);
     const slot = form.querySelector(`[data-error-for="${name}"]`);
-    if (!slot || slot.closest("[hidden]")) {
+    if (!slot || slot.parentElement.closest("[hidden]")) {
       unplaced.push(`${name.replaceAll("_", " ")}: ${text}`);
       continue;
     }

@@ -2,7 +2,7 @@
 // removing and reordering instruments through the watchlist API. The server renders the rows; after
 // a change the page swaps in freshly rendered rows (refreshFragments) and follows their instruments.
 //
-// Test hook: window.cryptostockWatchlist = {connection, updates, lastUpdate, instruments}.
+// Test hook: window.cryptostockWatchlist = {connection, updates, liveBars, lastUpdate, instruments}.
 
 import { ApiFormError, announce, apiRequest, refreshFragments } from "cryptostock/pages-api";
 import { PageFeed, showConnection, socketUrl } from "cryptostock/page-feed";
@@ -11,7 +11,7 @@ import { sparklinePath, withBar } from "cryptostock/sparkline";
 const root = document.querySelector("[data-watchlist]");
 const apiUrl = new URL(root.dataset.apiUrl, window.location.href);
 const timeframe = root.dataset.timeframe;
-const hook = { connection: "connecting", updates: 0, lastUpdate: null, instruments: [] };
+const hook = { connection: "connecting", updates: 0, liveBars: 0, lastUpdate: null, instruments: [] };
 window.cryptostockWatchlist = hook;
 
 function rows() {
@@ -84,7 +84,10 @@ feed.addEventListener("snapshot", (event) => {
     showBar(instrument, bars[bars.length - 1]);
   }
 });
-feed.addEventListener("bar", (event) => showBar(event.detail.instrument, event.detail.bar));
+feed.addEventListener("bar", (event) => {
+  hook.liveBars += 1;
+  showBar(event.detail.instrument, event.detail.bar);
+});
 
 function followRows() {
   hook.instruments = rows().map((row) => Number.parseInt(row.dataset.instrument, 10));
