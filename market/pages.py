@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from celery.schedules import crontab
+from celery.schedules import schedule as celery_schedule
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -72,7 +74,7 @@ def beat_entries() -> list[BeatEntry]:
             BeatEntry(
                 name=name,
                 task=declared["task"],
-                schedule=str(task.schedule if task is not None else _describe_schedule(declared["schedule"])),
+                schedule=describe_schedule(task.schedule if task is not None else declared["schedule"]),
                 enabled=task.enabled if task is not None else True,
                 last_run_at=task.last_run_at if task is not None else None,
                 total_run_count=task.total_run_count if task is not None else None,
@@ -82,14 +84,23 @@ def beat_entries() -> list[BeatEntry]:
         if name.startswith("celery."):
             continue  # beat's own housekeeping entry
         entries.append(
-            BeatEntry(name, task.task, str(task.schedule), task.enabled, task.last_run_at, task.total_run_count)
+            BeatEntry(
+                name, task.task, describe_schedule(task.schedule), task.enabled, task.last_run_at, task.total_run_count
+            )
         )
     return entries
 
 
-def _describe_schedule(schedule: Any) -> str:
+def describe_schedule(schedule: Any) -> str:
+    """ "every 60 s" or "cron 7 * * * *" (minute hour day month weekday), for celery's schedules,
+    crontabs and plain seconds alike."""
     if isinstance(schedule, int | float):
         return f"every {schedule:g} s"
+    if isinstance(schedule, crontab):
+        fields = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
+        return "cron " + " ".join(str(getattr(schedule, f"_orig_{field}")) for field in fields)
+    if isinstance(schedule, celery_schedule):
+        return f"every {schedule.run_every.total_seconds():g} s"
     return str(schedule)
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from django.test import Client
 from django.utils import timezone
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
 from django_celery_results.models import TaskResult
 
 from market.barstore import BarRow
@@ -175,6 +176,12 @@ def test_the_system_page_shows_collectors_quality_tasks_and_schedules(make_user,
         date_done=datetime(2026, 1, 2, tzinfo=UTC),
     )
     TaskResult.objects.create(task_id="t-2", task_name="market.tasks.check_quality_task", status="FAILURE")
+    # Beat's database copy of an entry, disabled in the admin, and an entry added there
+    every_day = CrontabSchedule.objects.create(minute="17", hour="3")
+    PeriodicTask.objects.create(
+        name="retention", task="market.tasks.enforce_retention_task", crontab=every_day, enabled=False
+    )
+    PeriodicTask.objects.create(name="nightly-export", task="exports.tasks.export_task", crontab=every_day)
 
     response = logged_in(make_user("admin")).get("/system/")
 
@@ -192,6 +199,10 @@ def test_the_system_page_shows_collectors_quality_tasks_and_schedules(make_user,
     assert "task-failure" in page
     for name in settings.CELERY_BEAT_SCHEDULE:
         assert f">{name}<" in page
+    assert "every 60 s" in page  # the roll-up
+    assert "cron 17 3 * * *" in page  # retention
+    assert ">disabled<" in page
+    assert ">nightly-export<" in page
     assert 'href="http://flower.internal:5555"' in page
     assert 'href="/admin/"' in page
 
