@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Max, OuterRef, Subquery
 from django.utils import timezone
 
@@ -33,18 +33,22 @@ class WatchlistError(ValueError):
 
 def add_to_watchlist(user_id: int, instrument_id: int) -> tuple[WatchlistEntry, bool]:
     """Put the instrument at the end of the user's list; (entry, created). Adding twice changes nothing."""
-    with transaction.atomic():
-        existing = WatchlistEntry.objects.filter(user_id=user_id, instrument_id=instrument_id).first()
-        if existing is not None:
-            return existing, False
-        entries = WatchlistEntry.objects.select_for_update().filter(user_id=user_id)
-        if entries.count() >= MAX_WATCHLIST:
-            raise WatchlistError("instrument", f"a watchlist holds at most {MAX_WATCHLIST} instruments")
-        last = entries.aggregate(last=Max("position"))["last"]
-        entry = WatchlistEntry.objects.create(
-            user_id=user_id, instrument_id=instrument_id, position=0 if last is None else last + 1
-        )
-        return entry, True
+    existing = WatchlistEntry.objects.filter(user_id=user_id, instrument_id=instrument_id).first()
+    if existing is not None:
+        return existing, False
+    entries = WatchlistEntry.objects.filter(user_id=user_id)
+    if entries.count() >= MAX_WATCHLIST:
+        raise WatchlistError("instrument", f"a watchlist holds at most {MAX_WATCHLIST} instruments")
+    last = entries.aggregate(last=Max("position"))["last"]
+    try:
+        with transaction.atomic():
+            entry = WatchlistEntry.objects.create(
+                user_id=user_id, instrument_id=instrument_id, position=0 if last is None else last + 1
+            )
+    except IntegrityError:
+        # The same add from another tab or request won the race: the unique constraint kept one.
+        return WatchlistEntry.objects.get(user_id=user_id, instrument_id=instrument_id), False
+    return entry, True
 
 
 def remove_from_watchlist(user_id: int, instrument_id: int) -> bool:

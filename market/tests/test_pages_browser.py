@@ -201,3 +201,23 @@ def test_screenshots_folder_is_ignored_by_git():
         ["git", "check-ignore", "-q", str(SCREENSHOTS / "watchlist.png")], cwd=REPO_ROOT, check=False
     )
     assert ignored.returncode == 0
+
+
+def test_the_account_menu_works_from_the_keyboard_and_logs_out(page, server, admin_account):
+    # Given a signed-in user on the watchlist
+    log_in(page, server, "/watchlist/")
+    menu = page.get_by_test_id("user-menu")
+
+    # When they open the account menu from the keyboard, Escape closes it again
+    menu.locator("summary").focus()
+    page.keyboard.press("Enter")
+    assert menu.get_attribute("open") is not None
+    page.keyboard.press("Escape")
+    assert menu.get_attribute("open") is None
+
+    # And "Log out" ends the session: the pages ask for a login again
+    menu.locator("summary").click()
+    page.get_by_test_id("logout").click()
+    page.wait_for_url(f"{server}/accounts/login/")
+    page.goto(f"{server}/alerts/")
+    page.wait_for_url(f"{server}/accounts/login/?next=/alerts/")
