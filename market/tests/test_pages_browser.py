@@ -96,6 +96,22 @@ def test_the_watchlist_shows_instruments_and_live_prices(page, server, admin_acc
     assert page.get_by_role("button", name="Remove XRP/ETH from the watchlist").is_visible()
     page.wait_for_function("() => window.cryptostockWatchlist.instruments.length === 1")
 
+    # And adding the other instrument puts it last; "move up" from the keyboard puts it first
+    other = page.get_by_label("Add an instrument").locator("option").first
+    other_symbol = other.inner_text().split(" · ")[0]
+    page.get_by_label("Add an instrument").select_option(other.get_attribute("value"))
+    page.get_by_role("button", name="Add", exact=True).click()
+    page.wait_for_function("() => window.cryptostockWatchlist.instruments.length === 2")
+    assert page.get_by_test_id("watch-row").nth(1).locator("th").inner_text().startswith(other_symbol)
+    page.get_by_role("button", name=f"Move {other_symbol} up").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_function("(id) => window.cryptostockWatchlist.instruments[1] === id", arg=xrp_eth, timeout=READY_MS)
+    assert page.get_by_test_id("watch-row").first.locator("th").inner_text().startswith(other_symbol)
+
+    # And removing it leaves XRP/ETH alone, still followed live
+    page.get_by_role("button", name=f"Remove {other_symbol} from the watchlist").click()
+    page.wait_for_function("(id) => window.cryptostockWatchlist.instruments.join() === String(id)", arg=xrp_eth)
+
 
 def test_an_alert_created_from_the_form_is_listed_and_its_firing_arrives_live(
     page, console_errors, server, admin_account, xrp_eth

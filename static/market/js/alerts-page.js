@@ -198,6 +198,8 @@ root.addEventListener("click", async (event) => {
       ["rules", "firings"],
       "Rule deleted.",
     );
+    // The row and its buttons are gone: keep the keyboard in the same place on the page.
+    document.getElementById("rules-heading")?.focus();
   } else if (button.hasAttribute("data-read")) {
     const item = button.closest("[data-notification]");
     await act(

@@ -156,6 +156,8 @@ root.addEventListener("click", async (event) => {
       () => apiRequest(new URL(`${instrument}/`, apiUrl), { method: "DELETE" }),
       `${symbol} removed from the watchlist.`,
     );
+    // The row and its buttons are gone: keep the keyboard in the same place on the page.
+    document.getElementById("watchlist-heading")?.focus();
     return;
   }
   const order = rows().map((item) => Number.parseInt(item.dataset.instrument, 10));
