@@ -177,6 +177,11 @@ def test_the_system_page_renders_for_an_admin(page, server, admin_account):
     screenshot(page, "system")
     phone_screenshot(page, "system-phone")
 
+    # And the light theme applies to it as to the chart
+    page.get_by_test_id("theme-toggle").click()
+    assert page.locator("html").get_attribute("data-theme") == "light"
+    screenshot(page, "system-light")
+
 
 def test_the_login_and_error_pages_in_the_products_look(page, console_errors, server, admin_account):
     console_errors.allow("status of 404")  # Chromium logs the page's own status

@@ -175,5 +175,28 @@ root.addEventListener("click", async (event) => {
   rowOf(instrument)?.querySelector(`button[data-move="${button.dataset.move}"]:not([disabled])`)?.focus();
 });
 
+// Collector health is not pushed over the WebSocket: re-read it from the server now and then.
+const COLLECTOR_REFRESH_MS = 30_000;
+
+async function refreshCollectorStates() {
+  if (document.visibilityState !== "visible") {
+    return;
+  }
+  try {
+    const response = await fetch(window.location.href, { headers: { Accept: "text/html" } });
+    const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+    for (const row of rows()) {
+      const state = fresh.querySelector(`tr[data-instrument="${row.dataset.instrument}"] [data-testid=collector-state]`);
+      const current = row.querySelector("[data-testid=collector-state]");
+      if (state && current) {
+        current.replaceWith(document.importNode(state, true));
+      }
+    }
+  } catch {
+    // The next round tries again; the connection status already says when the server is away.
+  }
+}
+
 followRows();
 feed.start();
+setInterval(refreshCollectorStates, COLLECTOR_REFRESH_MS);
