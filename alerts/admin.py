@@ -1,4 +1,6 @@
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from alerts.models import AlertFiring, AlertRule, Delivery, Notification
 
@@ -22,13 +24,24 @@ class DeliveryInline(admin.TabularInline[Delivery, AlertFiring]):
 
 @admin.register(AlertFiring)
 class AlertFiringAdmin(admin.ModelAdmin[AlertFiring]):
-    list_display = ["rule", "bar_time", "fired_at", "intrabar", "value", "close"]
+    list_display = ["rule", "bar_time", "fired_at", "intrabar", "value", "close", "delivery_status"]
     list_filter = ["intrabar", "rule__condition"]
     search_fields = ["rule__name", "rule__owner__username", "rule__instrument__symbol", "message"]
     date_hierarchy = "fired_at"
     list_select_related = ["rule"]
     raw_id_fields = ["rule"]
     inlines = [DeliveryInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AlertFiring]:
+        return super().get_queryset(request).prefetch_related("deliveries")
+
+    @admin.display(description="Deliveries")
+    def delivery_status(self, firing: AlertFiring) -> str:
+        """Each channel's status at a glance, e.g. "in_app sent, webhook failed (3 attempts)"."""
+        return ", ".join(
+            f"{d.channel} {d.status}" + (f" ({d.attempts} attempts)" if d.attempts > 1 else "")
+            for d in firing.deliveries.all()
+        )
 
 
 @admin.register(Delivery)

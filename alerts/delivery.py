@@ -83,6 +83,7 @@ def _send(delivery: Delivery) -> int | None:
     rule = firing.rule
     payload = {"id": firing.pk, **firing.payload}
     timeout = settings.ALERTS_HTTP_TIMEOUT
+    allow_private = settings.ALERTS_WEBHOOK_ALLOW_PRIVATE
     if delivery.channel == Channel.IN_APP:
         _push_in_app(rule.owner_id, payload)
         return None
@@ -99,15 +100,28 @@ def _send(delivery: Delivery) -> int | None:
             delivery_id=delivery.pk,
             timestamp=int(time.time()),
             timeout=timeout,
+            allow_private=allow_private,
         )
     if delivery.channel == Channel.TELEGRAM:
         token = settings.ALERTS_TELEGRAM_BOT_TOKEN
         return send_telegram(
-            settings.ALERTS_TELEGRAM_API_URL, token, rule.telegram_chat_id, firing.message, timeout=timeout
+            settings.ALERTS_TELEGRAM_API_URL,
+            token,
+            rule.telegram_chat_id,
+            firing.message,
+            timeout=timeout,
+            allow_private=allow_private,
         )
     if delivery.channel == Channel.SLACK:
         token = settings.ALERTS_SLACK_BOT_TOKEN
-        return send_slack(settings.ALERTS_SLACK_API_URL, token, rule.slack_channel, firing.message, timeout=timeout)
+        return send_slack(
+            settings.ALERTS_SLACK_API_URL,
+            token,
+            rule.slack_channel,
+            firing.message,
+            timeout=timeout,
+            allow_private=allow_private,
+        )
     raise DeliveryError(f"unknown channel {delivery.channel!r}", retryable=False)
 
 

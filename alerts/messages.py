@@ -21,6 +21,7 @@ PLACEHOLDERS: dict[str, str] = {
     "value": "the rule's source value (the indicator, the price, or the move in percent)",
 }
 DEFAULT_TEMPLATE = "{{ticker}} ({{exchange}}, {{timeframe}}): {rule} at {{time}}; close {{close}}, value {{value}}"
+EVENT_TEMPLATE = "{{ticker}} ({{exchange}}, {{timeframe}}): {rule} at {{time}}"
 MAX_LENGTH = 2000
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
@@ -42,10 +43,12 @@ def template_errors(template: str) -> list[str]:
     return errors
 
 
-def default_template(rule_description: str) -> str:
+def default_template(rule_description: str, *, event: bool = False) -> str:
+    """The message of a rule without one; for event rules (no bar of their own: no close) the
+    rule and the time only, followed by what was found."""
     # The description is fixed text; braces in it must not look like placeholders.
     safe = rule_description.replace("{", "(").replace("}", ")")
-    return DEFAULT_TEMPLATE.replace("{rule}", safe)
+    return (EVENT_TEMPLATE if event else DEFAULT_TEMPLATE).replace("{rule}", safe)
 
 
 def format_value(value: object) -> str:

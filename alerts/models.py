@@ -18,6 +18,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from alerts.destinations import destination_error
 from alerts.messages import template_errors
 from alerts.rules import Condition, Frequency, Operand, RuleSpec, rule_errors
 from market.models import TIMEFRAME_CHOICES, Instrument
@@ -70,11 +71,16 @@ class AlertRule(models.Model):
     condition = models.CharField(max_length=24, choices=[(c.value, c.value.replace("_", " ")) for c in Condition])
     source = models.JSONField(default=default_source, help_text='e.g. {"indicator": "rsi", "period": 14}')
     target = models.JSONField(null=True, blank=True, help_text='e.g. {"indicator": "ema", "period": 50}')
-    level = models.FloatField(null=True, blank=True, help_text="Price or indicator level; a channel's lower bound")
+    level = models.FloatField(
+        null=True, blank=True, help_text="Price or indicator level; a channel's lower bound; data quality: min score"
+    )
     upper = models.FloatField(null=True, blank=True, help_text="A channel's upper bound")
     percent = models.FloatField(null=True, blank=True, help_text="Moves: the move in percent")
     bars = models.PositiveIntegerField(null=True, blank=True, help_text="Moves, volume average, collector silence")
     multiplier = models.FloatField(null=True, blank=True, help_text="Volume spike: times the average volume")
+    finding_kinds = models.JSONField(
+        default=list, blank=True, help_text='Data quality: only these findings, e.g. ["gap", "stale"] (empty: any)'
+    )
     frequency = models.CharField(
         max_length=20,
         choices=[(f.value, f.value.replace("_", " ")) for f in Frequency],
@@ -122,6 +128,7 @@ class AlertRule(models.Model):
                 percent=self.percent,
                 bars=self.bars,
                 multiplier=self.multiplier,
+                finding_kinds=self.finding_kinds,
             ).items()
         }
         errors.update(channel_errors(self.channels, webhook_url=self.webhook_url, telegram=self.telegram_chat_id))
@@ -143,6 +150,7 @@ class AlertRule(models.Model):
             percent=self.percent,
             bars=self.bars,
             multiplier=self.multiplier,
+            finding_kinds=tuple(self.finding_kinds or ()),
             frequency=Frequency(self.frequency),
             cooldown_seconds=float(self.cooldown_seconds),
             expires_at=_epoch(self.expires_at),
@@ -160,6 +168,10 @@ def channel_errors(channels: Any, *, webhook_url: str, telegram: str) -> dict[st
         errors["channels"] = [f"unknown channel {', '.join(unknown)}; use {', '.join(sorted(known))}"]
     if Channel.WEBHOOK in channels and not webhook_url:
         errors["webhook_url"] = ["the webhook channel needs a webhook_url"]
+    elif webhook_url:
+        refused = destination_error(webhook_url, allow_private=settings.ALERTS_WEBHOOK_ALLOW_PRIVATE)
+        if refused is not None:
+            errors["webhook_url"] = [refused]
     if Channel.TELEGRAM in channels and not telegram:
         errors["telegram_chat_id"] = ["the telegram channel needs a telegram_chat_id"]
     return errors

@@ -53,6 +53,18 @@ MOVES = frozenset({Condition.MOVING_UP_PERCENT, Condition.MOVING_DOWN_PERCENT})
 EVENTS = frozenset({Condition.DATA_QUALITY, Condition.COLLECTOR_DOWN})
 
 PRICE_FIELDS = ("open", "high", "low", "close", "volume")
+# What the data-quality checker reports (`market.quality`; the same values as market.models.FindingKind).
+QUALITY_FINDING_KINDS = (
+    "gap",
+    "duplicate",
+    "ohlc",
+    "non_positive_price",
+    "negative_volume",
+    "return_outlier",
+    "volume_outlier",
+    "stale",
+    "source_disagreement",
+)
 # Indicators of the `indicators` catalogue that an alert cannot use, and why.
 UNSUPPORTED = {"obv": "OBV sums volume from wherever its history starts, so its level means nothing on its own"}
 # An operand may need at most this many bars of history (warm-up included) per evaluation.
@@ -136,6 +148,7 @@ class RuleSpec:
     percent: float | None = None
     bars: int | None = None
     multiplier: float | None = None
+    finding_kinds: tuple[str, ...] = ()
     frequency: Frequency = Frequency.ONCE_PER_BAR_CLOSE
     cooldown_seconds: float = 0.0
     expires_at: float | None = None
@@ -156,6 +169,7 @@ def rule_errors(
     percent: float | None = None,
     bars: int | None = None,
     multiplier: float | None = None,
+    finding_kinds: Any = None,
 ) -> dict[str, str]:
     """Field -> message for every problem with a rule's condition and parameters (empty: valid)."""
     if condition not in Condition.__members__.values():
@@ -204,8 +218,25 @@ def rule_errors(
     else:  # data quality
         if percent is not None and percent <= 0:
             errors["percent"] = "the price jump that counts as suspect must be above 0 percent"
-        forbid(target=target, level=level, upper=upper, multiplier=multiplier, bars=bars)
+        if level is not None and not 0 < level <= 100:
+            errors["level"] = "the quality score to stay above must be from 1 to 100"
+        if (problem := _finding_kinds_error(finding_kinds)) is not None:
+            errors["finding_kinds"] = problem
+        forbid(target=target, upper=upper, multiplier=multiplier, bars=bars)
+    if cond is not Condition.DATA_QUALITY and finding_kinds:
+        errors["finding_kinds"] = f"not used by {cond}"
     return errors
+
+
+def _finding_kinds_error(kinds: Any) -> str | None:
+    if kinds is None:
+        return None
+    if not isinstance(kinds, list | tuple) or not all(isinstance(kind, str) for kind in kinds):
+        return 'must be a list like ["gap", "stale"]'
+    unknown = sorted(set(kinds) - set(QUALITY_FINDING_KINDS))
+    if unknown:
+        return f"unknown finding kind {', '.join(unknown)}; use {', '.join(QUALITY_FINDING_KINDS)}"
+    return None
 
 
 def _parse_operand(raw: Any, field: str, errors: dict[str, str]) -> Operand | None:
@@ -243,7 +274,13 @@ def describe(spec: RuleSpec) -> str:
         return f"volume above {_number(spec.multiplier)}x its {spec.bars}-bar average"
     if spec.condition is Condition.COLLECTOR_DOWN:
         return f"no new bar for {spec.bars} bars (collector down)"
-    return "data quality problem"
+    if spec.level is not None:
+        return f"data quality score below {_number(spec.level)}" + _kinds_words(spec.finding_kinds, " with ")
+    return "data quality problem" + _kinds_words(spec.finding_kinds, ": ")
+
+
+def _kinds_words(kinds: tuple[str, ...], joint: str) -> str:
+    return f"{joint}{' or '.join(kind.replace('_', ' ') for kind in kinds)}" if kinds else ""
 
 
 def _number(value: float | None) -> str:

@@ -12,24 +12,35 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 import numpy as np
+from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from alerts.engine import Bars, compile_rules, evaluate
-from alerts.events import is_silent, may_fire, quality_issues
+from alerts.events import (
+    ReportFinding,
+    collector_down_reason,
+    is_silent,
+    judged_on_bar_close,
+    may_fire,
+    quality_issues,
+    report_issue,
+)
 from alerts.messages import default_template, render_message
 from alerts.models import AlertFiring, AlertRule, Channel, Delivery, Notification, new_webhook_secret
-from alerts.rules import EVENTS, Condition, Frequency, describe, is_intrabar
+from alerts.rules import EVENTS, PRICE_FIELDS, Condition, Frequency, describe, is_intrabar
 from market.barstore import BarRow
-from market.models import Bar
+from market.models import Bar, CollectorStatus, QualityReport
 from market.timeframes import timeframe_seconds
 
 log = logging.getLogger(__name__)
@@ -102,7 +113,9 @@ def evaluate_bar_closes(
     if not rules:
         return []
     bar_rules = [rule for rule in rules if rule.condition not in EVENTS]
-    quality_rules = [rule for rule in rules if rule.condition == Condition.DATA_QUALITY]
+    quality_rules = [
+        rule for rule in rules if rule.condition == Condition.DATA_QUALITY and judged_on_bar_close(rule.to_spec())
+    ]
     book = compile_rules(rule.to_spec() for rule in bar_rules)
     feeds = {(rule.instrument_id, rule.timeframe) for rule in (*bar_rules, *quality_rules)}
     bars: dict[FeedKey, Bars] = {}
@@ -132,14 +145,20 @@ def evaluate_partial_bar(
     volume: float,
     now: datetime | None = None,
 ) -> list[AlertFiring]:
-    """Judge intrabar price rules (`once` / `once_per_bar` on price) on a bar still being built."""
+    """Judge intrabar price rules (`once` / `once_per_bar` on price) on a bar still being built.
+
+    Rules that already fired on this bar are left out before any bar is loaded: partial bars keep
+    coming until the bar closes, and most of them find nothing left to judge.
+    """
     now = now or timezone.now()
     feed = (instrument_id, timeframe)
-    rules = [
-        rule
-        for rule in _live_rules({feed: bar_time}, now).exclude(frequency=Frequency.ONCE_PER_BAR_CLOSE)
-        if rule.condition not in EVENTS and is_intrabar(rule.to_spec())
-    ]
+    unfired = (
+        _live_rules({feed: bar_time}, now)
+        .exclude(frequency=Frequency.ONCE_PER_BAR_CLOSE)
+        .exclude(condition__in=[*EVENTS, Condition.VOLUME_SPIKE])
+        .exclude(last_fired_bar_time__gte=bar_time)
+    )
+    rules = [rule for rule in unfired if is_intrabar(rule.to_spec())]
     if not rules:
         return []
     book = compile_rules(rule.to_spec() for rule in rules)
@@ -155,11 +174,90 @@ def evaluate_partial_bar(
     return record_firings(candidates, now=now)
 
 
-def check_collectors(*, now: datetime | None = None) -> list[AlertFiring]:
-    """Fire `collector_down` rules whose feed has produced no bar for their number of bar periods.
+@dataclass
+class IntrabarScheduler:
+    """Hands partial bars to `evaluate_partial_bar_task`, for the feeds that have intrabar rules only.
 
-    One firing per silence: it is keyed by the newest bar seen before the silence, so checking
-    again during the same outage fires nothing, and the next outage (after new bars) fires again.
+    Partial bars arrive several times a second per instrument from the collector's event loop, so
+    this must cost nothing for the feeds nobody watches intrabar and never block the loop: the set
+    of watched feeds is one query, refreshed at most every ALERTS_INTRABAR_REFRESH_SECONDS (a new or
+    changed rule is picked up within that time), and a feed is handed on at most once every
+    ALERTS_INTRABAR_SECONDS (its newest partial bar, which carries the bar's high and low so far).
+    Database work and scheduling happen in a worker thread, like the final bars' (`on_bars_stored`).
+    Whether a rule fires is decided by the task: once per bar, cooldown, expiry and pause hold there.
+    """
+
+    clock: Callable[[], float] = time.monotonic
+    feeds: frozenset[FeedKey] = frozenset()
+    refreshed_at: float = -math.inf
+    refreshes: int = 0
+    handed_on: int = 0
+    handed_on_at: dict[FeedKey, float] = field(default_factory=dict)
+
+    async def on_partial_bars(self, rows: Sequence[BarRow]) -> int:
+        """Schedule the evaluation of those partial bars whose feed has intrabar rules; how many."""
+        now = self.clock()
+        if now - self.refreshed_at >= settings.ALERTS_INTRABAR_REFRESH_SECONDS:
+            self.feeds = await sync_to_async(intrabar_feeds)()
+            self.refreshed_at = now
+            self.refreshes += 1
+        due = [row for row in rows if not row.final and self._due((row.instrument_id, row.timeframe), now)]
+        if due:
+            await sync_to_async(self.hand_on)(due)
+            self.handed_on += len(due)
+        return len(due)
+
+    def hand_on(self, rows: Sequence[BarRow]) -> None:
+        schedule_partial_evaluations(rows)
+
+    def _due(self, feed: FeedKey, now: float) -> bool:
+        if feed not in self.feeds or now - self.handed_on_at.get(feed, -math.inf) < settings.ALERTS_INTRABAR_SECONDS:
+            return False
+        self.handed_on_at[feed] = now
+        return True
+
+
+#: The collector's scheduler (one per process).
+intrabar = IntrabarScheduler()
+
+
+def intrabar_feeds() -> frozenset[FeedKey]:
+    """The feeds that have live rules judged on partial bars (see `alerts.rules.is_intrabar`)."""
+    rows = (
+        AlertRule.objects.live()
+        .exclude(frequency=Frequency.ONCE_PER_BAR_CLOSE)
+        .exclude(condition__in=[*EVENTS, Condition.VOLUME_SPIKE])
+        .values_list("instrument_id", "timeframe", "source", "target")
+    )
+    return frozenset(
+        (instrument, timeframe)
+        for instrument, timeframe, source, target in rows
+        if _is_price(source) and (target is None or _is_price(target))
+    )
+
+
+def _is_price(operand: Any) -> bool:
+    return isinstance(operand, dict) and operand.get("indicator", "close") in PRICE_FIELDS
+
+
+def schedule_partial_evaluations(rows: Sequence[BarRow]) -> None:
+    from alerts.tasks import evaluate_partial_bar_task
+
+    for row in rows:
+        ohlcv = (row.open, row.high, row.low, row.close, row.volume)
+        # A partial bar not judged before its bar closes is worth nothing: the close is judged anyway.
+        evaluate_partial_bar_task.apply_async(
+            (row.instrument_id, row.timeframe, row.time.isoformat(), ohlcv), expires=timeframe_seconds(row.timeframe)
+        )
+
+
+def check_collectors(*, now: datetime | None = None) -> list[AlertFiring]:
+    """Fire `collector_down` rules whose feed has produced no bar for their number of bar periods,
+    or whose instrument's collectors (per their health rows, `CollectorStatus`) are all down.
+
+    One firing per outage: it is keyed by the newest bar seen before the outage, so checking again
+    during the same outage fires nothing (whichever way it is noticed), and the next outage (after
+    new bars) fires again.
     """
     now = now or timezone.now()
     rules = (
@@ -167,6 +265,7 @@ def check_collectors(*, now: datetime | None = None) -> list[AlertFiring]:
     )
     newest: dict[FeedKey, datetime | None] = {}
     candidates = []
+    down = collectors_down(now) if rules else {}
     for rule in rules:
         feed = (rule.instrument_id, rule.timeframe)
         if feed not in newest:
@@ -181,14 +280,58 @@ def check_collectors(*, now: datetime | None = None) -> list[AlertFiring]:
         if last is None:  # nothing collected yet: not a collector that went down
             continue
         seconds = timeframe_seconds(rule.timeframe)
+        silence = (now - last).total_seconds() - seconds
         silent = is_silent(last.timestamp(), now.timestamp(), timeframe_seconds=seconds, bars=rule.bars or 1)
-        spec = rule.to_spec()
-        if silent and may_fire(
-            spec, last.timestamp(), last_fired=_epoch(rule.last_fired_bar_time), now=now.timestamp()
-        ):
-            silence = (now - last).total_seconds() - seconds
-            detail = f"no new bar for {silence / 60:.0f} minutes after the bar of {last:%Y-%m-%d %H:%M} UTC"
-            candidates.append(Candidate(rule, last, silence, detail=detail))
+        reason = down.get(rule.instrument_id)
+        if not (silent or reason) or not _may_fire(rule, last.timestamp(), now):
+            continue
+        detail = reason or f"no new bar for {silence / 60:.0f} minutes after the bar of {last:%Y-%m-%d %H:%M} UTC"
+        candidates.append(Candidate(rule, last, silence, detail=detail))
+    return record_firings(candidates, now=now)
+
+
+def collectors_down(now: datetime) -> dict[int, str]:
+    """Instrument id -> why its collection is down, for the instruments whose collectors (the health
+    rows that list it, see `market.collector`) are all down. An instrument that another, healthy
+    collector covers is not down (e.g. a collector retired without deleting its row)."""
+    reasons: dict[int, list[str]] = {}
+    healthy: set[int] = set()
+    for status in CollectorStatus.objects.only("name", "state", "updated_at", "counters"):
+        instruments = (status.counters or {}).get("instruments") or []
+        if not isinstance(instruments, list):  # a row written by something else: not ours to judge
+            log.warning("collector %s: counters.instruments is not a list; skipped", status.name)
+            continue
+        reason = collector_down_reason(
+            status.state, status.updated_at.timestamp(), now.timestamp(), stale_seconds=settings.COLLECTOR_STALE_SECONDS
+        )
+        for instrument in instruments:
+            if reason is None:
+                healthy.add(instrument)
+            else:
+                reasons.setdefault(instrument, []).append(f"collector {status.name} is down: {reason}")
+    return {instrument: "; ".join(why) for instrument, why in reasons.items() if instrument not in healthy}
+
+
+def on_quality_report(report: QualityReport, *, now: datetime | None = None) -> list[AlertFiring]:
+    """Fire the live data-quality rules of a report's feed that its score or findings match (see
+    `alerts.events.report_issue`). Called by the quality checker for every report that changed."""
+    now = now or timezone.now()
+    feed = (report.instrument_id, report.timeframe)
+    rules = _live_rules({feed: None}, now).filter(condition=Condition.DATA_QUALITY)
+    if not rules:
+        return []
+    findings = [
+        ReportFinding(kind, None if moment is None else moment.timestamp(), count)
+        for kind, moment, count in report.findings.values_list("kind", "time", "count")
+    ]
+    day_start = datetime.combine(report.day, datetime.min.time(), tzinfo=UTC).timestamp()
+    candidates = []
+    for rule in rules:
+        issue = report_issue(
+            report.score, findings, day=report.day.isoformat(), day_start=day_start, spec=rule.to_spec()
+        )
+        if issue is not None and _may_fire(rule, issue.time, now):
+            candidates.append(Candidate(rule, _utc(issue.time), float(report.score), detail=issue.description))
     return record_firings(candidates, now=now)
 
 
@@ -228,7 +371,10 @@ def _quality_candidates(rules: Sequence[AlertRule], bars: dict[FeedKey, Bars], n
         if not _may_fire(rule, bar_time, now):
             continue
         seconds = timeframe_seconds(rule.timeframe)
-        issues = quality_issues(feed_bars.time, feed_bars.close, timeframe_seconds=seconds, jump_percent=rule.percent)
+        gaps = not rule.finding_kinds or "gap" in rule.finding_kinds
+        issues = quality_issues(
+            feed_bars.time, feed_bars.close, timeframe_seconds=seconds, jump_percent=rule.percent, gaps=gaps
+        )
         if issues:
             detail = "; ".join(issue.description for issue in issues)
             close, volume = float(feed_bars.close[-1]), float(feed_bars.volume[-1])
@@ -330,7 +476,7 @@ def _record_one(candidate: Candidate, now: datetime) -> AlertFiring | None:
 
 def firing_message(candidate: Candidate) -> str:
     rule = candidate.rule
-    template = rule.message or default_template(describe(rule.to_spec()))
+    template = rule.message or default_template(describe(rule.to_spec()), event=candidate.close is None)
     context = {
         "ticker": rule.instrument.symbol,
         "exchange": rule.instrument.exchange.code,

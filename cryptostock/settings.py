@@ -489,11 +489,19 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "cryptostock <alerts@l
 ALERTS_HTTP_TIMEOUT = envfloat("ALERTS_HTTP_TIMEOUT", 5.0)
 ALERTS_DELIVERY_MAX_RETRIES = envint("ALERTS_DELIVERY_MAX_RETRIES", 5)
 ALERTS_DELIVERY_BACKOFF_SECONDS = envfloat("ALERTS_DELIVERY_BACKOFF_SECONDS", 10.0)
+# Webhook, Telegram and Slack requests go to public addresses only (no private, loopback,
+# link-local or reserved ones: a rule's author must not reach the server's own network). On for a
+# receiver on the same network as the server, or tests with a local server.
+ALERTS_WEBHOOK_ALLOW_PRIVATE = envbool("ALERTS_WEBHOOK_ALLOW_PRIVATE", False)
 # Bot API base URLs (tests point them at a local server) and the bots' tokens.
 ALERTS_TELEGRAM_API_URL = os.environ.get("ALERTS_TELEGRAM_API_URL", "https://api.telegram.org")
 ALERTS_TELEGRAM_BOT_TOKEN = os.environ.get("ALERTS_TELEGRAM_BOT_TOKEN", "")
 ALERTS_SLACK_API_URL = os.environ.get("ALERTS_SLACK_API_URL", "https://slack.com/api")
 ALERTS_SLACK_BOT_TOKEN = os.environ.get("ALERTS_SLACK_BOT_TOKEN", "")
+# Intrabar rules (judged on partial bars): a feed's partial bar is judged at most every
+# INTRABAR_SECONDS, and the collector re-reads which feeds have such rules every REFRESH_SECONDS.
+ALERTS_INTRABAR_SECONDS = envfloat("ALERTS_INTRABAR_SECONDS", 1.0)
+ALERTS_INTRABAR_REFRESH_SECONDS = envfloat("ALERTS_INTRABAR_REFRESH_SECONDS", 10.0)
 # How often beat looks for feeds whose collector went quiet (collector-down rules).
 ALERTS_COLLECTOR_CHECK_SECONDS = envfloat("ALERTS_COLLECTOR_CHECK_SECONDS", 60.0)
 CELERY_BEAT_SCHEDULE["alerts-check-collectors"] = {

@@ -36,7 +36,7 @@ from indicators.series import FloatArray, IntArray
 
 CHUNK_BARS = 1000
 CACHE_SECONDS = 7 * 86_400
-KEY_VERSION = "1"
+KEY_VERSION = "2"  # 2: session VWAP anchored to the exchange calendar's sessions
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +57,7 @@ def chunk_of(time: int, bar_seconds: int) -> int:
 
 
 def entry_key(instrument_id: int, timeframe: str, chunk: int, spec: IndicatorSpec, context: Context) -> str:
-    digest = hashlib.sha1(f"{spec.canonical}|{context.session_tz}".encode(), usedforsecurity=False).hexdigest()[:20]
+    digest = hashlib.sha1(f"{spec.canonical}|{context.calendar}".encode(), usedforsecurity=False).hexdigest()[:20]
     return f"ind:{KEY_VERSION}:{instrument_id}:{timeframe}:{chunk}:{digest}"
 
 

@@ -359,8 +359,9 @@ CATALOGUE: dict[str, IndicatorDef] = {
                     "anchor",
                     "choice",
                     "auto",
-                    "When the sums restart: day = UTC day, session = exchange-local day, week = UTC week "
-                    "(Monday); auto = session for stocks, day otherwise",
+                    "When the sums restart: day = UTC day, session = exchange session (at its pre-market; the UTC "
+                    "day without sessions), week = UTC week (Monday); auto = session for stocks and indices, day "
+                    "otherwise",
                     choices=VWAP_ANCHORS,
                 ),
             ),
@@ -368,7 +369,12 @@ CATALOGUE: dict[str, IndicatorDef] = {
             "overlay",
             lookback=lambda p: 0,
             anchored=True,
-            convention="Typical price (high + low + close) / 3, as TA-Lib VWAP; null while the period has no volume.",
+            convention=(
+                "Typical price (high + low + close) / 3, as TA-Lib VWAP; null while the period has no volume. A "
+                "stock's sessions come from its exchange calendar (SESSION_CALENDAR): a session begins with its "
+                "pre-market, 5h30 before the open, and lasts until the next one begins, so holidays and weekends "
+                "never restart it."
+            ),
         ),
         IndicatorDef(
             "adx",
@@ -456,6 +462,8 @@ class IndicatorSpec:
         bars = self.lookback + self.memory
         if self.definition.anchored:
             anchor = self.values.get("anchor", "day")
+            # A session runs from one pre-market to the next (up to days over a holiday weekend), but its
+            # bars span its extended hours only (16 hours): a day's worth of bars always covers them.
             period = 7 * 86_400 if anchor == "week" else 86_400
             bars = max(bars, -(-period // bar_seconds))
         return bars

@@ -1,12 +1,12 @@
 """Indicator series over a run of bars, with TA-Lib as the engine. Pure: no Django imports.
 
-Why TA-Lib is called directly and not through pandas-ta's wrappers: with TA-Lib installed,
-pandas-ta's default mode calls these same TA-Lib functions with the same arguments (a test checks
-the values are identical), but its wrappers double the cost (Series copies, validation, extra
-columns: 228 ms against 119 ms for the 13 indicators over a million bars), which breaks the goal of
-staying within 1.5x of TA-Lib; and three of them lose parameters on the way: `stoch` passes `d` as
-the %K smoothing, `adx` returns +DM/-DM where +DI/-DI are meant, `cci` ignores `c`. pandas-ta's
-pure-pandas mode is not offered: it deviates from the conventional values (see docs/indicators.md).
+CCI goes through pandas-ta with TA-Lib as its backend; the other twelve call TA-Lib directly. With
+TA-Lib installed, pandas-ta's default mode calls these same TA-Lib functions with the same arguments
+(a test checks the values are identical), but its wrappers add a fixed cost per call (copies of every
+input and output column, DataFrames, extra columns) that is more than half of TA-Lib's own time for
+every indicator except CCI, so they miss the goal of 1.5x of TA-Lib; and `stoch` and `adx` lose
+parameters on the way (docs/indicators.md, "Why not all through pandas-ta", has the measurements).
+pandas-ta's pure-pandas mode is never used: its values are not the conventional ones.
 
 Every function returns float64 arrays as long as the input, NaN where there is no value yet.
 """
@@ -19,10 +19,12 @@ from itertools import pairwise
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import talib
 
 from indicators.catalogue import MA_TYPES, IndicatorSpec
 from indicators.series import Bars, FloatArray, IntArray, anchor_periods
+from indicators.sessions import SessionTable
 
 Outputs = dict[str, FloatArray]
 TALIB_CCI_CONSTANT = 0.015
@@ -30,17 +32,21 @@ TALIB_CCI_CONSTANT = 0.015
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """What an indicator may need to know about the instrument: stocks have a session time zone."""
+    """What an indicator may need to know about the instrument: stocks trade in their exchange's
+    sessions (built from its calendar at the edge), other instruments around the clock."""
 
-    session_tz: str | None = None
+    sessions: SessionTable | None = None
+
+    @property
+    def calendar(self) -> str | None:
+        return self.sessions.calendar if self.sessions is not None else None
 
 
-def resolve_anchor(anchor: str, context: Context) -> tuple[str, str | None]:
-    """VWAP's anchor as (period, time zone): `auto` is the session for stocks, the UTC day otherwise."""
-    if anchor == "auto":
-        anchor = "session" if context.session_tz else "day"
-    if anchor == "session":
-        return "session", context.session_tz or "UTC"
+def resolve_anchor(anchor: str, context: Context) -> tuple[str, SessionTable | None]:
+    """VWAP's anchor as (period, sessions): `auto` is the session for stocks, the UTC day otherwise;
+    `session` without sessions (crypto) is the UTC day too."""
+    if anchor in ("auto", "session"):
+        return ("session", context.sessions) if context.sessions is not None else ("day", None)
     return anchor, None
 
 
@@ -68,10 +74,13 @@ def _macd(bars: Bars, p: dict[str, Any], context: Context) -> Outputs:
 def bollinger_extras(source: FloatArray, upper: FloatArray, middle: FloatArray, lower: FloatArray) -> Outputs:
     """Bandwidth (percent of the middle band) and %B; %B has no value while the bands touch."""
     width = upper - lower
+    # In place: a million bars make each temporary array cost about as much as the sum it holds.
+    bandwidth = np.multiply(width, 100.0)
+    percent_b = np.subtract(source, lower)
     with np.errstate(divide="ignore", invalid="ignore"):
-        bandwidth = 100.0 * width / middle
-        percent_b = (source - lower) / width
-    percent_b[~(width > 0)] = np.nan
+        bandwidth /= middle
+        percent_b /= width
+    percent_b[width <= 0] = np.nan  # where the width is NaN, so is %B already
     return {"bandwidth": bandwidth, "percent_b": percent_b}
 
 
@@ -135,8 +144,8 @@ def anchored_vwap(bars: Bars, periods: IntArray) -> FloatArray:
 
 
 def _vwap(bars: Bars, p: dict[str, Any], context: Context) -> Outputs:
-    anchor, tz = resolve_anchor(p["anchor"], context)
-    return {"vwap": anchored_vwap(bars, anchor_periods(bars.time, anchor, tz))}
+    anchor, sessions = resolve_anchor(p["anchor"], context)
+    return {"vwap": anchored_vwap(bars, anchor_periods(bars.time, anchor, sessions))}
 
 
 def _adx(bars: Bars, p: dict[str, Any], context: Context) -> Outputs:
@@ -148,10 +157,32 @@ def _adx(bars: Bars, p: dict[str, Any], context: Context) -> Outputs:
     }
 
 
+class EngineMissing(RuntimeError):
+    """pandas-ta would compute without TA-Lib, in its pure-pandas mode, whose values are not TA-Lib's."""
+
+
+def pandas_ta_with_talib() -> Any:
+    """pandas-ta, once it is sure to call TA-Lib: with `talib=True` but no TA-Lib found at its import,
+    it silently falls back to its pure-pandas mode (CCI's misplaced bracket); refuse instead."""
+    import pandas_ta  # imported here: it adds about a second to the start of every process
+
+    if not pandas_ta.Imports["talib"]:
+        raise EngineMissing("pandas-ta does not see TA-Lib; the indicators are computed with TA-Lib only")
+    return pandas_ta
+
+
 def _cci(bars: Bars, p: dict[str, Any], context: Context) -> Outputs:
-    cci = talib.CCI(bars.high, bars.low, bars.close, p["length"])
+    """Through pandas-ta, whose default mode calls TA-Lib's CCI (CCI's own cost hides the wrapper's)."""
+    pandas_ta = pandas_ta_with_talib()
+    series = {name: pd.Series(getattr(bars, name), copy=False) for name in ("high", "low", "close")}
+    found = pandas_ta.cci(series["high"], series["low"], series["close"], p["length"], talib=True)
+    if found is None:  # pandas-ta answers None when there are fewer bars than `length`
+        return {"cci": np.full(len(bars), np.nan)}
+    # A copy: pandas hands out a read-only view of a Series' values, and every output is a plain array.
+    cci = found.to_numpy(dtype=np.float64, copy=True)
     if p["c"] != TALIB_CCI_CONSTANT:
-        # TA-Lib fixes Lambert's constant at 0.015; CCI is inversely proportional to it.
+        # With TA-Lib, pandas-ta ignores `c`: TA-Lib fixes Lambert's constant at 0.015, and CCI is
+        # inversely proportional to it, so any other constant is an exact rescaling.
         cci = cci * (TALIB_CCI_CONSTANT / p["c"])
     return {"cci": cci}
 

@@ -16,6 +16,8 @@ from numpy.typing import NDArray
 
 from indicators.catalogue import IndicatorSpec
 from indicators.feature_inputs import LN2, Feature, FeatureInputs, Fn, zscore
+from indicators.series import IntArray
+from indicators.sessions import SessionTable
 
 
 def _with(fn: Callable[..., Any], *args: Any) -> Fn:
@@ -463,20 +465,14 @@ def _sessions() -> list[Feature]:
     def utc_hours(x: FeatureInputs) -> NDArray[Any]:
         return np.asarray(x.wall_time.hour + x.wall_time.minute / 60, dtype=np.float64)
 
-    def local(x: FeatureInputs) -> tuple[NDArray[Any], NDArray[Any]] | None:
-        if not x.context.session_tz:
-            return None
-        wall = x.wall_time.tz_convert(x.context.session_tz)
-        hours = np.asarray(wall.hour + wall.minute / 60, dtype=np.float64)
-        return hours, np.asarray(wall.day_of_week < 5)
+    def market(part: Callable[[SessionTable, IntArray], NDArray[np.bool_]]) -> Fn:
+        """A flag from the exchange calendar's sessions (passed in the context); 0 without one."""
 
-    def market(start: float, end: float) -> Fn:
         def flag(x: FeatureInputs) -> pd.Series:
-            found = local(x)
-            if found is None:
+            sessions = x.context.sessions
+            if sessions is None:
                 return x.series(np.zeros(len(x.bars)))
-            hours, weekday = found
-            return x.series(_between(hours, start, end) & weekday)
+            return x.series(part(sessions, x.bars.time))
 
         return flag
 
@@ -505,23 +501,23 @@ def _sessions() -> list[Feature]:
         Feature(
             "market_regular",
             "session",
-            "Stocks: bar opens in the regular session (0 for crypto)",
-            "weekday and 09:30 <= exchange-local time < 16:00",
-            market(9.5, 16),
+            "Stocks: bar opens in the regular session of a trading day (0 for crypto)",
+            "session open <= time < session close (exchange calendar: 09:30-16:00 ET, 13:00 on early closes)",
+            market(SessionTable.regular),
         ),
         Feature(
             "market_pre",
             "session",
-            "Stocks: bar opens in pre-market hours (0 for crypto)",
-            "weekday and 04:00 <= exchange-local time < 09:30",
-            market(4, 9.5),
+            "Stocks: bar opens in pre-market hours of a trading day (0 for crypto)",
+            "session open - 5h30 <= time < session open (04:00-09:30 ET)",
+            market(SessionTable.pre_market),
         ),
         Feature(
             "market_post",
             "session",
-            "Stocks: bar opens in after-hours trading (0 for crypto)",
-            "weekday and 16:00 <= exchange-local time < 20:00",
-            market(16, 20),
+            "Stocks: bar opens in after-hours trading of a trading day (0 for crypto)",
+            "session close <= time < session close + 4h (16:00-20:00 ET, 13:00-17:00 on early closes)",
+            market(SessionTable.post_market),
         ),
     ]
 

@@ -23,6 +23,7 @@ from talib import stream
 from indicators.catalogue import MA_TYPES, IndicatorSpec
 from indicators.compute import TALIB_CCI_CONSTANT, Context, resolve_anchor
 from indicators.series import Bars, FloatArray, anchor_periods
+from indicators.sessions import SessionTable
 
 Values = dict[str, float | None]
 
@@ -104,7 +105,7 @@ def _concat(first: Bars, second: Bars) -> Bars:
 @dataclass
 class _VwapTracker(_Tracker):
     anchor: str
-    tz: str | None
+    sessions: SessionTable | None
     outputs: tuple[str, ...] = ("vwap",)
     period: int | None = None
     weighted: float = 0.0
@@ -113,7 +114,7 @@ class _VwapTracker(_Tracker):
     def open(self, bars: Bars) -> Values:
         if len(bars) == 0:
             return {"vwap": None}
-        periods = anchor_periods(bars.time, self.anchor, self.tz)
+        periods = anchor_periods(bars.time, self.anchor, self.sessions)
         self.period = int(periods[-1])
         last = periods == periods[-1]
         typical = (bars.high[last] + bars.low[last] + bars.close[last]) / 3.0
@@ -123,7 +124,7 @@ class _VwapTracker(_Tracker):
         return self._value()
 
     def update(self, bar: LiveBar) -> Values:
-        period = int(anchor_periods(np.array([bar.time], dtype=np.int64), self.anchor, self.tz)[0])
+        period = int(anchor_periods(np.array([bar.time], dtype=np.int64), self.anchor, self.sessions)[0])
         if period != self.period:
             self.period, self.weighted, self.volume = period, 0.0, 0.0
         self.weighted += (bar.high + bar.low + bar.close) / 3.0 * bar.volume
@@ -163,8 +164,8 @@ def _tracker(spec: IndicatorSpec, context: Context, obv_offset: float) -> _Track
     p = spec.values
     name = spec.name
     if name == "vwap":
-        anchor, tz = resolve_anchor(p["anchor"], context)
-        return _VwapTracker(anchor, tz)
+        anchor, sessions = resolve_anchor(p["anchor"], context)
+        return _VwapTracker(anchor, sessions)
     source = p.get("source", "close")
 
     def src(bars: Bars) -> FloatArray:

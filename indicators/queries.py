@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from functools import cache
 
 import numpy as np
+from django.conf import settings
 from django.db import connection
 from django.db.models import Aggregate, Count, Max, Q, Sum
 
 from indicators.compute import Context
 from indicators.series import Bars
-from market.models import AssetClass, Bar, Instrument
+from indicators.sessions import SessionTable
+from market.models import Bar, Instrument
+from market.rollup import SESSION_ASSET_CLASSES
+from market.sessions import session_bounds
 
 COLUMNS = ("time", "open", "high", "low", "close", "volume")
 Fingerprint = tuple[int, int | None, float | None, float | None, int]
@@ -30,10 +35,17 @@ def _to_bars(rows: Iterable[tuple[datetime, float, float, float, float, float]])
     return Bars.from_columns(times, *values.T)
 
 
+@cache
+def session_table(calendar: str) -> SessionTable:
+    """Every session of `calendar` (1990 to 2035) as arrays; built once per process and calendar."""
+    return SessionTable.from_bounds(calendar, *session_bounds(calendar))
+
+
 def instrument_context(instrument: Instrument) -> Context:
-    """Stocks have a session in their exchange's time zone; other instruments trade around the clock."""
-    if instrument.asset_class == AssetClass.STOCK:
-        return Context(session_tz=instrument.exchange.timezone or "UTC")
+    """Stocks and indices trade in the sessions of SESSION_CALENDAR (holidays, early closes, DST from
+    the exchange calendar); other instruments trade around the clock."""
+    if instrument.asset_class in SESSION_ASSET_CLASSES:
+        return Context(sessions=session_table(settings.SESSION_CALENDAR))
     return Context()
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from indicators.sessions import SessionTable
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -73,21 +76,16 @@ class Bars:
         return column
 
 
-def anchor_periods(time: IntArray, anchor: str, tz: str | None = None) -> IntArray:
+def anchor_periods(time: IntArray, anchor: str, sessions: SessionTable | None = None) -> IntArray:
     """A number per bar that changes exactly when a new anchor period starts.
 
-    day: the UTC day; week: the UTC week starting Monday; session: the calendar day in `tz`, the
-    exchange's time zone (a stock's regular session lies within one local day).
+    day: the UTC day; week: the UTC week starting Monday; session: the exchange's trading session,
+    from its calendar (`sessions.SessionTable.periods`; the UTC day without one).
     """
     if anchor == "day":
         return time // DAY
     if anchor == "week":
         return (time // DAY + 3) // 7  # 1970-01-01 was a Thursday: +3 puts Mondays on the boundary
     if anchor == "session":
-        wall = pd.DatetimeIndex(pd.to_datetime(time, unit="s", utc=True)).tz_convert(tz or "UTC").tz_localize(None)
-        return np.asarray(wall.as_unit("s").asi8 // DAY, dtype=np.int64)
+        return time // DAY if sessions is None else sessions.periods(time)
     raise ValueError(f"unknown anchor {anchor!r}")
-
-
-def anchor_period_of(time_seconds: int, anchor: str, tz: str | None = None) -> int:
-    return int(anchor_periods(np.array([time_seconds], dtype=np.int64), anchor, tz)[0])

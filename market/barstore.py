@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
@@ -28,6 +28,8 @@ from psycopg import errors as pg_errors
 
 from market.models import Bar, Instrument
 from market.timeframes import TIMEFRAMES
+
+type BarKey = tuple[int, str, int]
 
 
 class BarRow(NamedTuple):
@@ -52,6 +54,12 @@ class UpsertResult:
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
+    # (instrument_id, timeframe, open time in µs since the epoch) of every bar written, when asked
+    # for: the live path publishes only these, so re-storing an unchanged bar announces nothing.
+    written: frozenset[BarKey] = frozenset()
+
+    def wrote(self, row: BarRow) -> bool:
+        return (row.instrument_id, row.timeframe, (row.time - _UNIX_EPOCH) // _MICROSECOND) in self.written
 
 
 class InvalidBars(ValueError):
@@ -282,9 +290,10 @@ def series_bounds(batch: BarColumns) -> tuple[Ints, Ints]:
 # --- Entry points ---------------------------------------------------------------------------------
 
 
-def upsert_bars(rows: Sequence[BarRow]) -> UpsertResult:
-    """Insert new bars and replace changed ones; identical bars are left alone. All or nothing."""
-    return _store(columns_from_rows(rows))
+def upsert_bars(rows: Sequence[BarRow], *, report_written: bool = False) -> UpsertResult:
+    """Insert new bars and replace changed ones; identical bars are left alone. All or nothing.
+    With `report_written`, the result names the bars written (`UpsertResult.written`)."""
+    return _store(columns_from_rows(rows), report_written=report_written)
 
 
 def upsert_bar_frame(
@@ -294,7 +303,7 @@ def upsert_bar_frame(
     return _store(columns_from_frame(frame, instrument_id=instrument_id, timeframe=timeframe))
 
 
-def _store(batch: BarColumns) -> UpsertResult:
+def _store(batch: BarColumns, *, report_written: bool = False) -> UpsertResult:
     """Check everything, then write in one transaction (a savepoint inside the caller's)."""
     given = len(batch)
     if given == 0:
@@ -304,12 +313,34 @@ def _store(batch: BarColumns) -> UpsertResult:
     batch = latest_wins(batch)
     with transaction.atomic():
         if connection.vendor == "postgresql":
-            inserted, updated = _upsert_postgresql(batch)
+            written = _upsert_postgresql(batch, report_written)
         elif connection.vendor == "sqlite":
-            inserted, updated = _upsert_sqlite(batch)
+            written = _upsert_sqlite(batch)
         else:
             raise NotImplementedError(f"the bar store supports PostgreSQL and SQLite, not {connection.vendor}")
-    return UpsertResult(inserted=inserted, updated=updated, unchanged=given - inserted - updated)
+    return UpsertResult(
+        inserted=written.inserted,
+        updated=written.updated,
+        unchanged=given - written.inserted - written.updated,
+        written=frozenset(written.keys) if report_written else frozenset(),
+    )
+
+
+@dataclass(slots=True)
+class _Written:
+    inserted: int = 0
+    updated: int = 0
+    keys: list[BarKey] = field(default_factory=list)
+
+    def add(self, other: _Written) -> None:
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.keys.extend(other.keys)
+
+
+def _keys(batch: BarColumns) -> list[BarKey]:
+    names = [TIMEFRAME_NAMES[code] for code in batch.timeframe.tolist()]
+    return list(zip(batch.instrument_id.tolist(), names, batch.time_us.tolist(), strict=True))
 
 
 def _reject_unknown_instruments(batch: BarColumns) -> None:
@@ -330,17 +361,20 @@ _COLUMN_LIST = ", ".join(f'"{name}"' for name in _COLUMNS)
 _STAGING = "barstore_staging"
 
 
-def _upsert_postgresql(batch: BarColumns) -> tuple[int, int]:
+def _upsert_postgresql(batch: BarColumns, report_written: bool) -> _Written:
     starts, lengths = series_bounds(batch)
+    written = _Written()
     with connection.cursor() as cursor:
         newest = np.repeat(_newest_stored_times(cursor, batch, starts), lengths)
         after_newest = batch.time_us > newest
-        appended = 0
-        if after_newest.any() and _append(cursor, batch if after_newest.all() else batch.take(after_newest)):
-            appended = int(after_newest.sum())
+        new_bars = batch if after_newest.all() else batch.take(after_newest)
+        if after_newest.any() and _append(cursor, new_bars):
+            written.inserted = len(new_bars)
+            written.keys = _keys(new_bars) if report_written else []
             batch = batch.take(~after_newest)
-        inserted, updated = _upsert_via_staging(cursor, batch) if len(batch) else (0, 0)
-    return appended + inserted, updated
+        if len(batch):
+            written.add(_upsert_via_staging(cursor, batch, report_written))
+    return written
 
 
 def _newest_stored_times(cursor: CursorWrapper, batch: BarColumns, starts: Ints) -> Ints:
@@ -386,10 +420,12 @@ WITH changed AS (
         SET {", ".join(f'"{name}" = EXCLUDED."{name}"' for name in _VALUES)}
         WHERE ({", ".join(f'b."{name}"' for name in _VALUES)})
               IS DISTINCT FROM ({", ".join(f'EXCLUDED."{name}"' for name in _VALUES)})
-    RETURNING (b.xmax = 0) AS inserted
+    RETURNING (b.xmax = 0) AS inserted, b.instrument_id, b.timeframe, b."time"
 )
-SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written
 """
+_COUNT_WRITTEN = "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written"
+_LIST_WRITTEN = 'SELECT inserted, instrument_id, timeframe, (extract(epoch FROM "time") * 1000000)::bigint FROM written'
+
 
 # One staging table per connection, emptied at every commit; created again only when a rollback
 # took it away. Reusing it avoids catalog churn from a CREATE and DROP per write.
@@ -400,13 +436,18 @@ TRUNCATE {_STAGING}
 """
 
 
-def _upsert_via_staging(cursor: CursorWrapper, batch: BarColumns) -> tuple[int, int]:
+def _upsert_via_staging(cursor: CursorWrapper, batch: BarColumns, report_written: bool) -> _Written:
     cursor.execute(_PREPARE_STAGING)
     with connection.wrap_database_errors:
         _copy_into(cursor, _STAGING, batch)
-    cursor.execute(_UPSERT_FROM_STAGING)
-    inserted, updated = cursor.fetchone()
-    return int(inserted), int(updated)
+    if not report_written:
+        cursor.execute(_UPSERT_FROM_STAGING + _COUNT_WRITTEN)
+        inserted, updated = cursor.fetchone()
+        return _Written(int(inserted), int(updated))
+    cursor.execute(_UPSERT_FROM_STAGING + _LIST_WRITTEN)
+    rows = cursor.fetchall()
+    inserted = sum(1 for row in rows if row[0])
+    return _Written(inserted, len(rows) - inserted, [(key, timeframe, time) for _, key, timeframe, time in rows])
 
 
 def _copy_into(cursor: CursorWrapper, table: str, batch: BarColumns) -> None:
@@ -475,33 +516,40 @@ ON CONFLICT (instrument_id, timeframe, "time") DO UPDATE
 _NAIVE_UNIX_EPOCH = datetime(1970, 1, 1)
 
 
-def _upsert_sqlite(batch: BarColumns) -> tuple[int, int]:
-    """SQLite reports how many rows an upsert changed but not which were new, so the keys already
-    stored are looked up first, per series by time range (the transaction holds the write lock)."""
+def _upsert_sqlite(batch: BarColumns) -> _Written:
+    """SQLite's executemany reports how many rows an upsert changed but not which, so the stored
+    bars of the batch's span are read first, per series (the transaction holds the write lock)."""
     times = [str(_NAIVE_UNIX_EPOCH + us * _MICROSECOND) for us in batch.time_us.tolist()]  # Django's format
+    trades = [None if math.isnan(count) else int(count) for count in batch.trades.tolist()]
+    vwap = [None if math.isnan(price) else price for price in batch.vwap.tolist()]
+    names = [TIMEFRAME_NAMES[code] for code in batch.timeframe.tolist()]
+    prices = [getattr(batch, name).tolist() for name in _PRICE_VOLUME]
+    given = list(zip(*prices, trades, vwap, batch.final.tolist(), strict=True))
     with connection.cursor() as cursor:
-        stored = _stored_keys_sqlite(cursor, batch, times)
-        trades = [None if math.isnan(count) else int(count) for count in batch.trades.tolist()]
-        vwap = [None if math.isnan(price) else price for price in batch.vwap.tolist()]
-        names = [TIMEFRAME_NAMES[code] for code in batch.timeframe.tolist()]
-        values = [getattr(batch, name).tolist() for name in _PRICE_VOLUME]
-        rows = zip(batch.instrument_id.tolist(), names, times, *values, trades, vwap, batch.final.tolist(), strict=True)
-        cursor.executemany(_SQLITE_UPSERT, list(rows))
-        written = cursor.rowcount
-    inserted = len(batch) - stored
-    return inserted, written - inserted
+        stored = _stored_bars_sqlite(cursor, batch, times)
+        series = list(zip(batch.instrument_id.tolist(), names, times, strict=True))
+        changed = [position for position, values in enumerate(given) if stored.get(series[position]) != values]
+        cursor.executemany(_SQLITE_UPSERT, [(*series[position], *given[position]) for position in changed])
+    inserted = sum(series[position] not in stored for position in changed)
+    keys = _keys(batch)
+    return _Written(inserted, len(changed) - inserted, [keys[position] for position in changed])
 
 
-def _stored_keys_sqlite(cursor: CursorWrapper, batch: BarColumns, times: list[str]) -> int:
-    """How many of the batch's keys are stored already."""
-    stored = 0
+_SQLITE_STORED = f"""
+SELECT CAST("time" AS TEXT), {", ".join(f'"{name}"' for name in _VALUES)} FROM {_TABLE}
+WHERE instrument_id = %s AND timeframe = %s AND "time" BETWEEN %s AND %s
+"""  # time as text: Django's converter would parse it, and the batch's keys are text too
+
+
+def _stored_bars_sqlite(
+    cursor: CursorWrapper, batch: BarColumns, times: list[str]
+) -> dict[tuple[int, str, str], tuple[object, ...]]:
+    """The stored values of the batch's span, by (instrument, timeframe, time); one query per series."""
+    stored: dict[tuple[int, str, str], tuple[object, ...]] = {}
     for start, length in zip(*series_bounds(batch), strict=True):
         start, end = int(start), int(start + length)
-        cursor.execute(
-            f'SELECT CAST("time" AS TEXT) FROM {_TABLE}'  # as text: Django's converter would parse it
-            ' WHERE instrument_id = %s AND timeframe = %s AND "time" BETWEEN %s AND %s',
-            [int(batch.instrument_id[start]), TIMEFRAME_NAMES[batch.timeframe[start]], times[start], times[end - 1]],
-        )
-        existing = {time for (time,) in cursor.fetchall()}
-        stored += sum(time in existing for time in times[start:end])
+        instrument_id, timeframe = int(batch.instrument_id[start]), TIMEFRAME_NAMES[batch.timeframe[start]]
+        cursor.execute(_SQLITE_STORED, [instrument_id, timeframe, times[start], times[end - 1]])
+        for time, *values in cursor.fetchall():
+            stored[instrument_id, timeframe, time] = (*values[:-1], bool(values[-1]))
     return stored

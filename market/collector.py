@@ -40,7 +40,7 @@ from market.groups import bars_group
 from market.market_hours import MarketHours
 from market.models import Bar, Instrument
 from market.reconcile import Verdict, reconcile
-from market.services import apublish_bar, publish_bars, store_bars, utc_from_ms
+from market.services import apublish_bar, aschedule_intrabar_alerts, publish_bars, store_bars, utc_from_ms
 from market.sources.base import (
     BarEvent,
     ClockEvent,
@@ -579,6 +579,7 @@ class Collector:
             await self.publish_partials()
 
     async def publish_partials(self) -> None:
+        published = []
         for tracked in list(self.tracked.values()):
             if not tracked.dirty:
                 continue
@@ -586,12 +587,16 @@ class Collector:
             bar = tracked.builder.current or tracked.partial
             if bar is None:
                 continue
+            row = to_row(tracked.instrument_id, bar, final=False)
             try:
-                await apublish_bar(to_row(tracked.instrument_id, bar, final=False))
+                await apublish_bar(row)
             except Exception:
                 log.exception("could not publish a partial bar of %s", tracked.symbol)
-                return
+                break
+            published.append(row)
             self.stats.partials_published += 1
+        if published:
+            await aschedule_intrabar_alerts(published)
 
     async def shutdown(self) -> None:
         """Store what is pending; bars still open are stored as non-final so nothing is lost."""
@@ -637,6 +642,8 @@ class Collector:
             dropped_bars=self.stats.dropped_bars,
             store_failures=self.stats.store_failures,
             partials_published=self.stats.partials_published,
+            # Which instruments this collector covers: collector-down alert rules read it.
+            instruments=sorted(tracked.instrument_id for tracked in self.tracked.values()),
         )
         last = health.last_message_at
         return HealthSnapshot(

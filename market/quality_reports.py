@@ -49,10 +49,24 @@ def check_quality(day: date, now: datetime, timeframes: Sequence[str] | None = N
             if report is None:
                 continue
             run.reports += 1
-            run.changed += before is None or report.updated_at != before.updated_at
+            changed = before is None or report.updated_at != before.updated_at
+            run.changed += changed
             run.below_100 += report.score < 100
+            if changed:
+                announce_report(report, now)
     log.info("data quality of %s: %s", day, run)
     return run
+
+
+def announce_report(report: QualityReport, now: datetime) -> None:
+    """A new or changed report, to the data-quality alert rules of its feed. A failure there is
+    logged and never stops the checker."""
+    try:
+        from alerts.services import on_quality_report  # imported here: alerts builds on market
+
+        on_quality_report(report, now=now)
+    except Exception:
+        log.exception("could not judge data-quality alert rules on %s", report)
 
 
 def score_day(instrument: Instrument, timeframe: str, day: date, now: datetime) -> QualityReport | None:

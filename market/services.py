@@ -50,10 +50,10 @@ def bar_message(row: BarRow) -> dict[str, Any]:
 def store_bars(rows: Sequence[BarRow], *, publish: bool = True) -> UpsertResult:
     """Upsert bars and, once committed, publish those that were inserted or changed."""
     with transaction.atomic():
-        result = upsert_bars(rows)
-        if publish and rows:
-            changed = list(rows)
-            transaction.on_commit(lambda: publish_bars(changed))
+        result = upsert_bars(rows, report_written=publish)
+        written = [row for row in rows if result.wrote(row)] if publish else []
+        if written:
+            transaction.on_commit(lambda: publish_bars(written))
     return result
 
 
@@ -113,6 +113,18 @@ async def apublish_bar(row: BarRow) -> None:
     layer = get_channel_layer()
     if layer is not None:
         await layer.group_send(bars_group(row.instrument_id, row.timeframe), bar_message(row))
+
+
+async def aschedule_intrabar_alerts(rows: Sequence[BarRow]) -> None:
+    """Partial bars just published, to the alert rules judged intrabar (from async code: the
+    collector). Cheap when no rule watches these feeds; a failure is logged and never stops the
+    collector."""
+    try:
+        from alerts.services import intrabar  # imported here: alerts builds on market
+
+        await intrabar.on_partial_bars(rows)
+    except Exception:
+        log.exception("could not schedule intrabar alert evaluation for %d partial bars", len(rows))
 
 
 def utc_from_ms(time_ms: int) -> datetime:

@@ -85,3 +85,12 @@ def _session(day: pd.Timestamp, row: pd.Series) -> Session:
     if pd.notna(row["break_start"]) and pd.notna(row["break_end"]):
         breaks = ((row["break_start"].to_pydatetime(), row["break_end"].to_pydatetime()),)
     return Session(day.date(), row["open"].to_pydatetime(), row["close"].to_pydatetime(), breaks)
+
+
+def session_bounds(calendar: str) -> tuple[list[int], list[int]]:
+    """Every session's regular open and close, UTC epoch seconds, oldest first (CALENDAR_START to
+    CALENDAR_END): holidays are absent, early closes close early, DST is in the UTC times."""
+    schedule = _calendar(calendar).schedule
+    opens = pd.DatetimeIndex(schedule["open"]).as_unit("s").asi8
+    closes = pd.DatetimeIndex(schedule["close"]).as_unit("s").asi8
+    return opens.tolist(), closes.tolist()

@@ -10,7 +10,17 @@ from alerts.models import AlertFiring, AlertRule, Delivery, Notification, channe
 from alerts.rules import describe, rule_errors
 from market.models import Instrument
 
-RULE_PARAMETERS = ("condition", "source", "target", "level", "upper", "percent", "bars", "multiplier")
+RULE_PARAMETERS = (
+    "condition",
+    "source",
+    "target",
+    "level",
+    "upper",
+    "percent",
+    "bars",
+    "multiplier",
+    "finding_kinds",
+)
 
 
 class AlertRuleSerializer(serializers.ModelSerializer[AlertRule]):
@@ -34,6 +44,7 @@ class AlertRuleSerializer(serializers.ModelSerializer[AlertRule]):
             "percent",
             "bars",
             "multiplier",
+            "finding_kinds",
             "description",
             "frequency",
             "cooldown_seconds",
@@ -124,10 +135,30 @@ class AlertFiringSerializer(serializers.ModelSerializer[AlertFiring]):
 
 class NotificationSerializer(serializers.ModelSerializer[Notification]):
     read = serializers.SerializerMethodField()
+    # What a notification list shows without a request per item.
+    rule = serializers.IntegerField(source="firing.rule_id", read_only=True)
+    rule_name = serializers.CharField(source="firing.rule.name", read_only=True)
+    symbol = serializers.CharField(source="firing.rule.instrument.symbol", read_only=True)
+    timeframe = serializers.CharField(source="firing.rule.timeframe", read_only=True)
+    bar_time = serializers.DateTimeField(source="firing.bar_time", read_only=True)
+    intrabar = serializers.BooleanField(source="firing.intrabar", read_only=True)
 
     class Meta:
         model = Notification
-        fields = ["id", "firing", "message", "created_at", "read_at", "read"]
+        fields = [
+            "id",
+            "firing",
+            "rule",
+            "rule_name",
+            "symbol",
+            "timeframe",
+            "bar_time",
+            "intrabar",
+            "message",
+            "created_at",
+            "read_at",
+            "read",
+        ]
 
     def get_read(self, notification: Notification) -> bool:
         return notification.read_at is not None

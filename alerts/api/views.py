@@ -96,7 +96,7 @@ class NotificationViewSet(
     """The user's in-app alert notifications, newest first; `?unread=1` for the unread ones."""
 
     permission_classes = [CanOwnAlerts, IsOwner]
-    queryset = Notification.objects.all()
+    queryset = Notification.objects.select_related("firing__rule__instrument")
     serializer_class = NotificationSerializer
     owner_field = "user"
     lookup_value_regex = r"\d+"

@@ -136,6 +136,20 @@ def make_rule(analyst, btc):
     return make
 
 
+@pytest.fixture
+def fire(django_capture_on_commit_callbacks):
+    """Fire a rule on the real 04:32 bar of 2017-11-06 and run its deliveries, as after the commit."""
+    from alerts import services
+
+    def fire(rule):
+        candidate = services.Candidate(rule, utc("2017-11-06 04:32"), 0.00190091, 0.00190091, 193.000282)
+        with django_capture_on_commit_callbacks(execute=True):
+            [firing] = services.record_firings([candidate])
+        return firing
+
+    return fire
+
+
 @pytest.fixture(autouse=True)
 def eager_celery(settings):
     """Tasks run in-process even when REDIS_URL is set (no worker in tests); retries back off 0 s."""
@@ -175,7 +189,9 @@ class LocalServer:
 
 
 @pytest.fixture
-def local_server() -> Iterator[LocalServer]:
+def local_server(settings) -> Iterator[LocalServer]:
+    # Alerts refuse private and loopback destinations unless told otherwise: this one is on 127.0.0.1.
+    settings.ALERTS_WEBHOOK_ALLOW_PRIVATE = True
     state = LocalServer(url="")
 
     class Handler(BaseHTTPRequestHandler):
@@ -204,8 +220,9 @@ def local_server() -> Iterator[LocalServer]:
 
 
 @pytest.fixture
-def dead_url() -> str:
+def dead_url(settings) -> str:
     """A local port nobody listens on: connections are refused at once."""
+    settings.ALERTS_WEBHOOK_ALLOW_PRIVATE = True
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.test import Client
+from django.urls import reverse
 
 from alerts import services
 from alerts.models import AlertRule, DeliveryStatus
@@ -151,8 +152,41 @@ def test_notifications_are_listed_and_marked_read(owner, stranger, fired):
     [notification] = owner.get(url, {"unread": "1"}).json()["results"]
     assert notification["read"] is False
     assert notification["message"].startswith("UNITTEST/BTC (binance, 1m): close crossing up 0.0019")
+    shown = {key: notification[key] for key in ("rule", "rule_name", "symbol", "timeframe", "bar_time", "intrabar")}
+    assert shown == {
+        "rule": fired.pk,
+        "rule_name": "0.0019",
+        "symbol": "UNITTEST/BTC",
+        "timeframe": "1m",
+        "bar_time": "2017-11-06T04:32:00Z",
+        "intrabar": False,
+    }
 
     assert stranger.post(f"{url}{notification['id']}/read/").status_code == 404
     assert owner.post(f"{url}{notification['id']}/read/").json()["read"] is True
     assert owner.get(url, {"unread": "1"}).json()["count"] == 0
     assert owner.post(f"{url}read-all/", {}, content_type="application/json").json() == {"marked_read": 0}
+
+
+def test_read_all_marks_the_users_unread_notifications_or_only_those_listed(owner, stranger, fired):
+    url = "/api/v1/alerts/notifications/"
+    for minute in ("04:33", "04:34"):
+        services.record_firings([services.Candidate(fired, utc(f"2017-11-06 {minute}"), 0.0019, 0.0019, 1.0)])
+    ids = [n["id"] for n in owner.get(url).json()["results"]]  # newest first
+
+    listed = owner.post(f"{url}read-all/", {"ids": ids[:1]}, content_type="application/json")
+    assert listed.json() == {"marked_read": 1}
+    assert stranger.post(f"{url}read-all/", {}, content_type="application/json").json() == {"marked_read": 0}
+    assert owner.post(f"{url}read-all/", {}, content_type="application/json").json() == {"marked_read": 2}
+    assert [n["read"] for n in owner.get(url).json()["results"]] == [True, True, True]
+
+
+def test_the_admin_lists_each_firings_delivery_status(fired, make_user, client):
+    from django.contrib.auth import get_user_model
+
+    root = get_user_model().objects.create_superuser("root", "root@example.com", "a-long-test-password")
+    client.force_login(root)
+
+    page = client.get(reverse("admin:alerts_alertfiring_changelist")).content.decode()
+
+    assert "in_app sent, email sent" in page

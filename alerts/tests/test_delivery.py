@@ -9,8 +9,8 @@ import time
 import pytest
 from django.core import mail
 
-from alerts import delivery, services
-from alerts.models import AlertFiring, AlertRule, Delivery, DeliveryStatus
+from alerts import delivery
+from alerts.models import Delivery, DeliveryStatus
 from alerts.rules import Condition
 from alerts.signing import verify_signature
 from alerts.tests.conftest import utc
@@ -18,19 +18,6 @@ from alerts.tests.conftest import utc
 pytestmark = pytest.mark.django_db
 
 BAR = utc("2017-11-06 04:32")
-
-
-@pytest.fixture
-def fire(django_capture_on_commit_callbacks):
-    """Fire a rule on the 04:32 bar and run its deliveries, as after the commit."""
-
-    def fire(rule: AlertRule) -> AlertFiring:
-        candidate = services.Candidate(rule, BAR, 0.00190091, 0.00190091, 193.000282)
-        with django_capture_on_commit_callbacks(execute=True):
-            [firing] = services.record_firings([candidate])
-        return firing
-
-    return fire
 
 
 def only_delivery(firing) -> Delivery:

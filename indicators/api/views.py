@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from numpy.typing import NDArray
 from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -26,6 +28,21 @@ from market.api.permissions import MarketDataAccess
 from market.models import Instrument
 
 PARQUET = "application/vnd.apache.parquet"
+
+
+class FormatNamingNegotiation(DefaultContentNegotiation):
+    """An unknown `?format=` is a bad parameter (400 naming it), not a missing page (DRF's 404)."""
+
+    def select_renderer(
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> Any:
+        renderers = list(renderers)
+        try:
+            return super().select_renderer(request, renderers, format_suffix)
+        except Http404:
+            known = ", ".join(str(renderer.format) for renderer in renderers)
+            asked = format_suffix or request.query_params.get(self.settings.URL_FORMAT_OVERRIDE or "format")
+            raise ValidationError({"format": [f"unknown format {asked!r}; use one of {known}"]}) from None
 
 
 def nullable(values: NDArray[np.float64]) -> list[float | None]:
@@ -138,6 +155,7 @@ class InstrumentIndicatorsView(APIView):
     """
 
     permission_classes = [MarketDataAccess]
+    content_negotiation_class = FormatNamingNegotiation
 
     @extend_schema(parameters=[IndicatorsQuerySerializer], responses=INDICATORS_RESPONSE)
     def get(self, request: Request, version: str, instrument_id: int) -> Response:
@@ -180,6 +198,7 @@ class InstrumentFeaturesView(APIView):
 
     permission_classes = [MarketDataAccess]
     renderer_classes = [ORJSONRenderer, ParquetRenderer]
+    content_negotiation_class = FormatNamingNegotiation
 
     @extend_schema(
         parameters=[FeaturesQuerySerializer, OpenApiParameter("format", str, enum=["json", "parquet"])],

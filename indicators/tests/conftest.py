@@ -9,9 +9,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from indicators.compute import Context
 from indicators.series import Bars
+from indicators.sessions import SessionTable
 from market.barstore import BarRow
 from market.models import Exchange, Instrument
+from market.sessions import session_bounds
 
 SAMPLE_DATA = Path(__file__).resolve().parents[2] / "sample_data"
 
@@ -39,6 +42,19 @@ def freqtrade_bars(name: str = "UNITTEST_BTC-1m") -> Bars:
 def btc_1m() -> Bars:
     """13,681 real 1m candles (freqtrade's UNITTEST/BTC)."""
     return freqtrade_bars()
+
+
+@pytest.fixture(scope="session")
+def nyse() -> Context:
+    """A stock's context: the New York Stock Exchange's sessions from its maintained calendar."""
+    return Context(sessions=SessionTable.from_bounds("XNYS", *session_bounds("XNYS")))
+
+
+def bars_at(*times: str) -> Bars:
+    """Flat bars (typical price 1, volume 1) opening at these UTC times."""
+    seconds = pd.to_datetime(list(times), utc=True).as_unit("s").asi8
+    ones = [1.0] * len(times)
+    return Bars.from_columns(seconds, ones, [1.1] * len(times), [0.9] * len(times), ones, ones)
 
 
 @pytest.fixture(scope="session")

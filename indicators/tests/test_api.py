@@ -219,3 +219,45 @@ def test_the_export_command_writes_the_feature_matrix_to_parquet(instrument, sto
     frame = pd.read_parquet(path)
     assert len(frame) == 100
     assert len(frame.columns) == len(FEATURES)
+
+
+@pytest.fixture
+def stock(db):
+    """A stock with one bar (typical price = its number, volume 1) around the 2024 Independence Day."""
+    from market.models import AssetClass, Exchange, Instrument
+
+    exchange = Exchange.objects.create(code="alpaca", name="Alpaca", timezone="America/New_York")
+    aapl = Instrument.objects.create(exchange=exchange, symbol="AAPL", asset_class=AssetClass.STOCK)
+    times = [
+        "2024-07-03 12:00",  # 08:00 New York: pre-market
+        "2024-07-03 16:00",  # 12:00: regular (the day closes early, at 13:00)
+        "2024-07-03 18:00",  # 14:00: after-hours on an early-close day
+        "2024-07-04 14:00",  # 10:00 on the holiday: no session
+        "2024-07-05 08:00",  # 04:00: the next session's pre-market begins
+        "2024-07-05 19:30",  # 15:30: regular
+    ]
+    seconds = pd.to_datetime(times, utc=True).as_unit("s").asi8
+    price = np.arange(1.0, 7.0)
+    store_bars(rows_of(aapl.pk, Bars.from_columns(seconds, price, price, price, price, np.ones(6))), publish=False)
+    cache.clear()
+    return aapl
+
+
+def test_a_stocks_session_flags_come_from_the_exchange_calendar(viewer_client, stock):
+    names = "market_pre,market_regular,market_post"
+    body = viewer_client.get(f"/api/v1/instruments/{stock.pk}/features/", {"names": names}).json()
+    assert body["features"]["market_pre"] == [1, 0, 0, 0, 1, 0]
+    assert body["features"]["market_regular"] == [0, 1, 0, 0, 0, 1]
+    assert body["features"]["market_post"] == [0, 0, 1, 0, 0, 0]
+
+
+def test_a_stocks_vwap_restarts_with_each_session_and_not_on_the_holiday(viewer_client, stock):
+    body = get_indicators(viewer_client, stock, names="vwap").json()
+    assert body["indicators"]["vwap"]["outputs"]["vwap"] == [1.0, 1.5, 2.0, 2.5, 5.0, 5.5]
+
+
+@pytest.mark.parametrize("path", ["features", "indicators"])
+def test_an_unknown_format_is_named_in_the_error(viewer_client, instrument, stored, path):
+    response = viewer_client.get(f"/api/v1/instruments/{instrument.pk}/{path}/", {"names": "rsi", "format": "xml"})
+    assert response.status_code == 400
+    assert "xml" in str(response.json()["error"]["fields"]["format"])

@@ -12,7 +12,7 @@ from indicators.catalogue import CATALOGUE, IndicatorSpec, ParamError, catalogue
 from indicators.compute import compute
 
 
-def test_the_catalogue_lists_the_13_indicators_of_the_issue():
+def test_the_catalogue_lists_the_13_indicators():
     assert set(CATALOGUE) == {
         "sma", "ema", "wma", "rsi", "macd", "bbands", "atr", "stoch", "obv", "vwap", "adx", "cci", "mfi"
     }  # fmt: skip

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from indicators.catalogue import IndicatorSpec, default_specs
-from indicators.compute import Context, compute_many
+from indicators.compute import compute_many
 from indicators.live import LiveBar, LiveIndicators, latest_values
 from indicators.series import Bars
 
@@ -64,8 +64,8 @@ def test_given_an_empty_window_then_the_first_bars_open_the_indicators(btc_1m):
     assert_values_equal_batch(values, specs, btc_1m.slice(0, 40))
 
 
-def test_vwap_restarts_at_the_session_in_the_exchanges_time_zone(btc_1m):
-    context = Context(session_tz="America/New_York")
+def test_vwap_restarts_at_the_exchanges_sessions_as_in_batch(btc_1m, nyse):
+    context = nyse
     specs = [IndicatorSpec.build("vwap")]  # auto: session, since the context has a session
     live = LiveIndicators(specs, btc_1m.slice(0, 100), context)
     for i in range(100, 3000):

@@ -220,7 +220,7 @@ def test_pandas_ta_default_mode_gives_the_same_values(name, btc_1m):
         assert_close(ours[output][-n:], reference)
 
 
-def test_pandas_ta_pure_mode_deviates_as_the_issue_says_which_is_why_it_is_not_offered(btc_1m):
+def test_pandas_ta_pure_mode_deviates_from_the_conventions_which_is_why_it_is_not_offered(btc_1m):
     frame = btc_1m.to_frame().reset_index(drop=True)
     h, low, c, v = frame["high"], frame["low"], frame["close"], frame["volume"]
     cci_pure = ta.cci(h, low, c, 20, talib=False).to_numpy()

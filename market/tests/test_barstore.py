@@ -113,6 +113,37 @@ def test_it_counts_new_changed_and_identical_bars_in_one_batch(xrp_bars, instrum
     assert stored(instrument.id) == stored_form([*xrp_bars[:10], changed, *xrp_bars[11:250]])
 
 
+def test_it_names_the_bars_it_wrote_when_asked(xrp_bars, instrument):
+    upsert_bars(xrp_bars[:50] + xrp_bars[51:200])
+    changed = xrp_bars[10]._replace(volume=xrp_bars[10].volume + 1)
+
+    result = upsert_bars([*xrp_bars[:10], changed, *xrp_bars[11:250]], report_written=True)
+
+    # the gap (bar 50), the corrected bar 10 and the 50 bars after the newest; none of the identical ones
+    wrote = [position for position, row in enumerate([*xrp_bars[:10], changed, *xrp_bars[11:250]]) if result.wrote(row)]
+    assert wrote == [10, 50, *range(200, 250)]
+    assert len(result.written) == result.inserted + result.updated == 52
+
+
+def test_it_names_nothing_when_the_same_bars_come_again(xrp_bars):
+    upsert_bars(xrp_bars[:20])
+
+    result = upsert_bars(xrp_bars[:20], report_written=True)
+
+    assert result.written == frozenset()
+    assert not any(result.wrote(row) for row in xrp_bars[:20])
+
+
+def test_written_keys_are_per_series(xrp_bars, instrument, other_instrument):
+    # the same minutes of two instruments: storing one series must not hide the other's new bars
+    others = [row._replace(instrument_id=other_instrument.id) for row in xrp_bars[:5]]
+    upsert_bars(xrp_bars[:5])
+
+    result = upsert_bars([*xrp_bars[:5], *others], report_written=True)
+
+    assert [result.wrote(row) for row in [*xrp_bars[:5], *others]] == [False] * 5 + [True] * 5
+
+
 def test_it_keeps_the_last_of_several_bars_with_the_same_key_in_one_batch(xrp_bars, instrument):
     first, second = xrp_bars[5]._replace(volume=1.0), xrp_bars[5]._replace(volume=2.0)
 

@@ -274,6 +274,7 @@ async def test_health_is_stored_and_a_silent_collector_makes_ready_fail(instrume
     status = await sync_to_async(CollectorStatus.objects.get)(name="binance-0of2")
     assert status.state == "stopped"
     assert (status.messages, status.trades, status.bars_stored) == (7, 6, 3)
+    assert status.counters["instruments"] == [instrument.pk]  # what collector-down alert rules read
 
     # A collector that died without saying so (SIGKILL): running, and silent since long ago
     await sync_to_async(CollectorStatus.objects.filter(pk=status.pk).update)(

@@ -2,8 +2,9 @@
 // (the API answers `{"error": {"code", "message", "fields"}}`).
 
 export class ApiError extends Error {
-  constructor(message, { status = 0, code = "", retryAfter = null } = {}) {
+  constructor(message, { status = 0, code = "", retryAfter = null, fields = {} } = {}) {
     super(message);
+    this.fields = fields; // field -> messages, for a form to show next to its inputs
     this.name = "ApiError";
     this.status = status;
     this.code = code;
@@ -17,9 +18,13 @@ function retryAfterSeconds(response) {
 }
 
 async function getJson(url, { signal } = {}) {
+  return requestJson(url, { headers: { Accept: "application/json" }, signal });
+}
+
+async function requestJson(url, init) {
   let response;
   try {
-    response = await fetch(url, { headers: { Accept: "application/json" }, signal });
+    response = await fetch(url, init);
   } catch (error) {
     if (error.name === "AbortError") {
       throw error;
@@ -38,6 +43,7 @@ async function getJson(url, { signal } = {}) {
       status: response.status,
       code: body?.error?.code || "",
       retryAfter: retryAfterSeconds(response),
+      fields: body?.error?.fields ?? {},
     });
   }
   return body;
@@ -81,4 +87,52 @@ export async function fetchActiveInstruments(instrumentsUrl, { signal } = {}) {
   url.searchParams.set("limit", "500");
   const body = await getJson(url, { signal });
   return body.results;
+}
+
+/** The indicator catalogue: every indicator with its parameters (defaults, bounds) and outputs. */
+export async function fetchCatalogue(catalogueUrl, { signal } = {}) {
+  const body = await getJson(new URL(catalogueUrl, window.location.href), { signal });
+  return body.indicators;
+}
+
+/**
+ * Indicator columns of one series: `{time: [...], indicators: {key: {outputs: {name: [...]}}}}` for
+ * the newest `limit` bars before `end`, or from `start` on (epoch seconds).
+ */
+export async function fetchIndicators(instrumentsUrl, query) {
+  const { instrument, timeframe, names, params, limit, start, end, signal } = query;
+  const url = new URL(`${instrument}/indicators/`, new URL(instrumentsUrl, window.location.href));
+  url.searchParams.set("timeframe", timeframe);
+  url.searchParams.set("names", names);
+  if (params) {
+    url.searchParams.set("params", params);
+  }
+  url.searchParams.set("limit", String(limit));
+  if (start !== undefined) {
+    url.searchParams.set("start", new Date(start * 1000).toISOString());
+  }
+  if (end !== undefined) {
+    url.searchParams.set("end", new Date(end * 1000).toISOString());
+  }
+  return getJson(url, { signal });
+}
+
+/** The signed-in user's active alert rules on one instrument. */
+export async function fetchAlertRules(rulesUrl, { instrument, signal }) {
+  const url = new URL(rulesUrl, window.location.href);
+  url.searchParams.set("instrument", String(instrument));
+  url.searchParams.set("active", "true");
+  url.searchParams.set("limit", "200");
+  const body = await getJson(url, { signal });
+  return body.results ?? body;
+}
+
+/** Create an alert rule with the session's cookie; Django's CSRF check wants the token as a header. */
+export async function createAlertRule(rulesUrl, rule, csrfToken) {
+  return requestJson(new URL(rulesUrl, window.location.href), {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { Accept: "application/json", "Content-Type": "application/json", "X-CSRFToken": csrfToken },
+    body: JSON.stringify(rule),
+  });
 }

@@ -1,14 +1,18 @@
 // The chart page: which series is shown (instrument + timeframe, mirrored in the URL), where its bars
 // come from (REST history, WebSocket snapshot and live bars), and what the legend, overlays and
-// status badge say. Drawing is ChartView's job; merging bars is BarStore's.
+// status badge say. Drawing is ChartView's job; merging bars is BarStore's; indicators are
+// IndicatorPanel's and price alerts ChartAlerts'.
 //
 // Test hook: `window.cryptostock` is kept up to date with the page's state (barsLoaded, lastBar,
 // updates, connection, ...) so a browser test can observe candles and live updates without pixels.
 
-import { ApiError, fetchActiveInstruments, fetchBars, fetchInstrument } from "cryptostock/api";
+import { ApiError, fetchBars, fetchInstrument } from "cryptostock/api";
 import { BarStore } from "cryptostock/bars";
+import { ChartAlerts } from "cryptostock/chart-alerts";
 import { ChartView } from "cryptostock/chart-view";
 import { formatPrice, pricePrecision, timeZoneLabel } from "cryptostock/format";
+import { IndicatorPanel } from "cryptostock/indicator-panel";
+import { InstrumentPicker } from "cryptostock/instrument-picker";
 import { Legend } from "cryptostock/legend";
 import { LiveFeed, socketUrl } from "cryptostock/live";
 import { THEME_EVENT, currentTheme } from "cryptostock/theme";
@@ -34,10 +38,15 @@ class ChartPage {
     this.urls = {
       bars: root.dataset.barsUrl,
       instruments: root.dataset.instrumentsUrl,
+      catalogue: root.dataset.catalogueUrl,
+      alertRules: root.dataset.alertRulesUrl,
       socket: socketUrl(root.dataset.wsPath),
     };
     this.form = root.querySelector("[data-chart-form]");
-    this.select = root.querySelector("#instrument-select");
+    this.picker = new InstrumentPicker(
+      root.querySelector("#instrument-select"),
+      root.querySelector("#instrument-search"),
+    );
     this.status = root.querySelector("[data-testid=connection-status]");
     this.legend = new Legend(root.querySelector("[data-testid=legend]"));
     this.chartElement = root.querySelector("[data-chart]");
@@ -79,6 +88,26 @@ class ChartPage {
         this.renderLegend();
       },
     });
+    this.indicators = new IndicatorPanel(this.root, this.chart, {
+      catalogueUrl: this.urls.catalogue,
+      instrumentsUrl: this.urls.instruments,
+      view: () => this.view,
+      store: () => this.store,
+    });
+    this.indicators.addEventListener("change", () => {
+      writeViewToUrl(this.urlView(), { push: true });
+      this.publish();
+    });
+    this.indicators.addEventListener("state", () => this.publish());
+    this.indicators.addEventListener("notice", (event) => this.showNotice(event.detail.message));
+    this.alerts = new ChartAlerts(this.root, this.chart, {
+      rulesUrl: this.urls.alertRules,
+      view: () => ({ ...this.view, symbol: this.instrumentInfo(this.view.instrument).symbol }),
+      lastClose: () => this.store.last?.close ?? null,
+    });
+    this.alerts.addEventListener("state", () => this.publish());
+    this.alerts.addEventListener("notice", (event) => this.showNotice(event.detail.message));
+    const catalogue = this.indicators.loadCatalogue();
     this.feed = new LiveFeed(this.urls.socket);
     this.feed.addEventListener("status", (event) => this.onStatus(event.detail));
     this.feed.addEventListener("snapshot", (event) => this.onSnapshot(event.detail));
@@ -87,23 +116,43 @@ class ChartPage {
     this.bindControls();
     this.feed.start();
 
-    if (this.instrumentIds().length === 0) {
-      await this.loadInstrumentsFromApi();
+    if (this.picker.ids().length === 0) {
+      await this.picker.loadFromApi(this.urls.instruments);
     }
-    if (this.instrumentIds().length === 0) {
+    if (this.picker.ids().length === 0) {
       this.showNoInstruments();
       return;
     }
     const wanted = readViewFromUrl();
     this.view = { instrument: await this.resolveInstrument(wanted.instrument), timeframe: wanted.timeframe };
     this.syncControls();
-    writeViewToUrl(this.view, { push: false });
     this.loadView();
+    await catalogue;
+    this.chooseIndicators(wanted.indicators);
+    writeViewToUrl(this.urlView(), { push: false });
+  }
+
+  /** The view as the URL keeps it: instrument, timeframe and the chosen indicators. */
+  urlView() {
+    return { ...this.view, indicators: this.indicators.urlValues() };
+  }
+
+  /** Show the indicators a URL names; those that cannot be shown are named in a notice. */
+  chooseIndicators(urlValues) {
+    const problems = this.indicators.choose(urlValues);
+    if (problems.length > 0) {
+      this.showNotice(`Indicators left out: ${problems.join("; ")}`);
+    }
+    if (this.restLoaded) {
+      this.indicators.loadAll();
+    }
+    this.renderLegend();
+    this.publish();
   }
 
   bindControls() {
     this.form.addEventListener("submit", (event) => event.preventDefault());
-    this.select.addEventListener("change", () => this.changeView({ instrument: Number(this.select.value) }));
+    this.picker.addEventListener("change", (event) => this.changeView({ instrument: event.detail.instrument }));
     for (const radio of this.form.querySelectorAll("input[name=tf]")) {
       radio.addEventListener("change", () => {
         if (radio.checked) {
@@ -115,6 +164,7 @@ class ChartPage {
       const wanted = readViewFromUrl();
       this.view = { instrument: await this.resolveInstrument(wanted.instrument), timeframe: wanted.timeframe };
       this.syncControls();
+      this.indicators.choose(wanted.indicators);
       this.loadView();
     });
     document.addEventListener(THEME_EVENT, () => {
@@ -130,55 +180,19 @@ class ChartPage {
 
   changeView(change) {
     this.view = { ...this.view, ...change };
-    writeViewToUrl(this.view, { push: true });
+    writeViewToUrl(this.urlView(), { push: true });
     this.loadView();
   }
 
   // --- Instruments ---------------------------------------------------------------------------
 
-  instrumentIds() {
-    return [...this.select.options].map((option) => Number(option.value)).filter((id) => id > 0);
-  }
-
   instrumentInfo(id) {
-    const option = this.select.querySelector(`option[value="${id}"]`);
-    return option
-      ? { symbol: option.dataset.symbol, exchange: option.dataset.exchange }
-      : { symbol: `#${id}`, exchange: "" };
-  }
-
-  addInstrumentOption(instrument, groupLabel) {
-    let group = [...this.select.querySelectorAll("optgroup")].find((g) => g.label === groupLabel);
-    if (!group) {
-      group = document.createElement("optgroup");
-      group.label = groupLabel;
-      this.select.append(group);
-    }
-    const option = new Option(`${instrument.symbol} · ${instrument.exchange}`, String(instrument.id));
-    option.dataset.symbol = instrument.symbol;
-    option.dataset.exchange = instrument.exchange;
-    option.dataset.assetClass = instrument.asset_class;
-    group.append(option);
-  }
-
-  async loadInstrumentsFromApi() {
-    try {
-      const instruments = await fetchActiveInstruments(this.urls.instruments);
-      if (instruments.length > 0) {
-        this.select.replaceChildren();
-        for (const instrument of instruments) {
-          this.addInstrumentOption(instrument, instrument.exchange);
-        }
-        this.select.disabled = false;
-      }
-    } catch (error) {
-      console.warn("could not load instruments", error);
-    }
+    return this.picker.info(id);
   }
 
   /** The instrument to show for a wanted id: it, if it exists (even if inactive), else the first. */
   async resolveInstrument(wanted) {
-    const ids = this.instrumentIds();
+    const ids = this.picker.ids();
     if (wanted === null || ids.includes(wanted)) {
       // With no instrument asked for, open the one with the freshest data (the server knows which).
       const fresh = Number.parseInt(this.root.dataset.defaultInstrument ?? "", 10);
@@ -187,7 +201,7 @@ class ChartPage {
     try {
       const instrument = await fetchInstrument(this.urls.instruments, wanted);
       if (instrument) {
-        this.addInstrumentOption(instrument, "Inactive");
+        this.picker.add(instrument, "Inactive");
         return instrument.id;
       }
       this.showNotice(`There is no instrument ${wanted}; showing the first one instead.`);
@@ -198,7 +212,7 @@ class ChartPage {
   }
 
   syncControls() {
-    this.select.value = String(this.view.instrument);
+    this.picker.value = this.view.instrument;
     const radio = this.form.querySelector(`input[name=tf][value="${this.view.timeframe}"]`);
     if (radio) {
       radio.checked = true;
@@ -235,7 +249,10 @@ class ChartPage {
     this.historyBadge.hidden = true;
     this.goLive.hidden = true;
     this.chart.setTimeframe(timeframe);
+    // Indicator lines first: left on the chart, their times would stay on the new view's time scale.
+    this.indicators.reset();
     this.chart.setBars([], { fit: true });
+    this.alerts.loadRules();
     this.renderTitle();
     this.renderLegend();
     this.setOverlay("loading");
@@ -256,6 +273,7 @@ class ChartPage {
       this.store.merge(bars, { override: false });
       this.restLoaded = true;
       this.redraw();
+      this.indicators.loadAll();
     } catch (error) {
       if (error.name === "AbortError" || generation !== this.generation) {
         return;
@@ -288,8 +306,7 @@ class ChartPage {
   /** Put the whole store on the chart; the first time for a view, scroll to the newest bars. */
   redraw() {
     if (this.store.size > 0) {
-      this.precision = pricePrecision(this.store.bars);
-      this.chart.setPrecision(this.precision);
+      this.setPrecision(pricePrecision(this.store.bars));
     }
     this.chart.setBars(this.store.bars, { fit: !this.drawn });
     this.drawn = true;
@@ -297,6 +314,13 @@ class ChartPage {
     this.renderLegend();
     this.renderTitle();
     this.publish();
+  }
+
+  setPrecision(precision) {
+    this.precision = precision;
+    this.chart.setPrecision(precision);
+    this.indicators.setPrecision(precision);
+    this.alerts.setPrecision(precision);
   }
 
   refreshOverlay() {
@@ -347,11 +371,11 @@ class ChartPage {
     if (this.drawn) {
       const precision = Math.max(this.precision, pricePrecision([bar]));
       if (precision !== this.precision) {
-        this.precision = precision;
-        this.chart.setPrecision(precision);
+        this.setPrecision(precision);
       }
       this.chart.applyBar(bar, kind, this.store.bars);
       this.refreshOverlay();
+      this.indicators.onBar(message);
     }
     if (this.hoverTime === null || this.hoverTime === bar.time) {
       this.renderLegend();
@@ -405,12 +429,13 @@ class ChartPage {
     this.loadingOlder = true;
     this.showHistoryBadge("Loading older bars…");
     this.publish();
+    const end = this.store.first.time;
     try {
       const bars = await fetchBars(this.urls.bars, {
         instrument,
         timeframe,
         limit: PAGE_BARS,
-        end: this.store.first.time,
+        end,
         signal: this.abort.signal,
       });
       if (generation !== this.generation) {
@@ -421,6 +446,7 @@ class ChartPage {
       this.olderLoads += 1;
       if (this.store.merge(bars, { override: false }) > 0) {
         this.chart.setBars(this.store.bars, { fit: false });
+        this.indicators.loadBefore(end, PAGE_BARS);
       }
       this.showHistoryBadge(this.historyExhausted ? "Start of history" : null);
     } catch (error) {
@@ -466,6 +492,7 @@ class ChartPage {
     const bar = hovered >= 0 ? this.store.bars[hovered] : this.store.last;
     const previous = bar ? this.store.previous(bar.time) : null;
     this.legend.render({ symbol, exchange, timeframe: this.view.timeframe }, bar, previous, this.precision);
+    this.indicators.renderLegend(hovered >= 0 ? this.hoverTime : null);
   }
 
   renderTitle() {
@@ -497,6 +524,8 @@ class ChartPage {
       olderError: this.olderError,
       historyExhausted: this.historyExhausted,
       error: this.error,
+      ...this.indicators.state(),
+      ...this.alerts.state(),
     });
   }
 }

@@ -1,5 +1,6 @@
 // The page's URL mirrors the view, so that it can be bookmarked and shared:
-// ?instrument=<id>&tf=<timeframe>.
+// ?instrument=<id>&tf=<timeframe>&ind=rsi&ind=ema:length=50,source=hl2 (one `ind` per indicator,
+// only the parameters that differ from the catalogue's defaults).
 
 import { TIMEFRAMES } from "cryptostock/format";
 
@@ -11,14 +12,24 @@ export function readViewFromUrl() {
   return {
     instrument: Number.isInteger(instrument) && instrument > 0 ? instrument : null,
     timeframe: TIMEFRAMES.includes(timeframe) ? timeframe : "1m",
+    indicators: params.getAll("ind").filter(Boolean),
   };
 }
 
+// `:`, `,` and `=` are legal in a query value: left unescaped, the URL stays readable.
+function encodeIndicator(value) {
+  return encodeURIComponent(value).replace(/%3A/gi, ":").replace(/%2C/gi, ",").replace(/%3D/gi, "=");
+}
+
 /** Put the view in the URL: a new history entry (`push`, a user's choice) or in place. */
-export function writeViewToUrl({ instrument, timeframe }, { push }) {
+export function writeViewToUrl({ instrument, timeframe, indicators = [] }, { push }) {
   const url = new URL(window.location.href);
   url.searchParams.set("instrument", String(instrument));
   url.searchParams.set("tf", timeframe);
+  url.searchParams.delete("ind");
+  url.search = [url.search.slice(1), ...indicators.map((value) => `ind=${encodeIndicator(value)}`)]
+    .filter(Boolean)
+    .join("&");
   if (url.href === window.location.href) {
     return;
   }

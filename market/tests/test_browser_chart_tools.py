@@ -1,0 +1,343 @@
+"""The chart's tools in a real browser: indicators (overlays, panes, parameters, live values, the URL)
+and price alerts created from the chart.
+
+Same product and browser as test_browser.py (its fixtures, imported): `serve` with the replay
+collector on a fresh SQLite database with the sample data, driven through headless Chromium and
+observed through `window.cryptostock`, the page's test hook.
+"""
+
+# ruff: noqa: F811 (the fixtures imported below are redefined, by design, as the tests' arguments)
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+from playwright.sync_api import Page
+
+from market.tests.test_browser import (  # noqa: F401 (fixtures, used by name)
+    LIVE_UPDATE_SECONDS,
+    REPO_ROOT,
+    Product,
+    browser,
+    console_errors,
+    page,
+    product,
+    screenshot,
+    server,
+    state,
+    wait_for_bars,
+    wait_until,
+    xrp_eth,
+)
+
+pytestmark = pytest.mark.browser
+
+ANALYST = "chart-analyst"
+ANALYST_PASSWORD = "a long test password 7"
+
+
+@pytest.fixture(scope="module")
+def analyst(product: Product) -> str:
+    """A user who may own alerts (role analyst), in the product's database."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", "createuser", ANALYST, "--role", "analyst", "--password-stdin"],
+        cwd=REPO_ROOT, env=product.env, input=f"{ANALYST_PASSWORD}\n", capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    if result.returncode != 0:
+        pytest.fail(f"createuser failed:\n{result.stdout}\n{result.stderr}")
+    return ANALYST
+
+
+def log_in(page: Page, server: str, next_path: str) -> None:
+    page.goto(f"{server}/accounts/login/?{urlencode({'next': next_path})}")
+    page.get_by_label("Username").fill(ANALYST)
+    page.get_by_label("Password").fill(ANALYST_PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"**{next_path.split('?')[0]}*")
+
+
+def indicator_params(page: Page) -> list[str]:
+    return parse_qs(urlsplit(page.url).query).get("ind", [])
+
+
+def add_indicator(page: Page, name: str, **params: object) -> None:
+    """Through the dialog, as a user does: pick the indicator, change parameters, press Add."""
+    page.get_by_test_id("add-indicator").click()
+    dialog = page.get_by_test_id("indicator-dialog")
+    dialog.get_by_label("Indicator").select_option(name)
+    for param, value in params.items():
+        dialog.locator(f"#indicator-param-{param}").fill(str(value))
+    dialog.get_by_test_id("indicator-submit").click()
+    assert dialog.is_hidden()
+
+
+def test_adding_rsi_opens_a_pane_with_values_that_the_legend_shows(page, server, xrp_eth):
+    # Given the 1m chart of XRP/ETH: the price pane and the volume pane
+    page.goto(f"{server}/?instrument={xrp_eth}&tf=1m")
+    wait_for_bars(page)
+    wait_until(
+        page,
+        "() => !window.cryptostock.indicatorsLoading"
+        " && !document.querySelector('[data-testid=add-indicator]').disabled",
+    )
+    assert state(page)["panes"] == 2
+
+    # When the user adds RSI with the dialog's defaults
+    add_indicator(page, "rsi")
+
+    # Then a third pane shows RSI's values for the loaded bars, the URL names it, the legend shows its value
+    loaded = wait_until(
+        page, "() => window.cryptostock.indicators.length === 1 && window.cryptostock.indicators[0].values > 0"
+    )
+    rsi = loaded["indicators"][0]
+    assert loaded["panes"] == 3
+    assert (rsi["name"], rsi["pane"]) == ("rsi", 2)
+    assert 0 <= rsi["last"]["rsi"] <= 100
+    assert indicator_params(page) == ["rsi"]
+    legend = page.get_by_test_id("legend-indicators")
+    assert legend.inner_text().startswith("RSI 14")
+    assert legend.locator("[data-output=rsi]").inner_text() != "—"
+    screenshot(page, "chart-rsi-dark")
+
+    # When the user removes it from its chip
+    page.get_by_role("button", name="Remove RSI 14").click()
+
+    # Then its pane is gone and the URL no longer names it
+    wait_until(page, "() => window.cryptostock.panes === 2 && window.cryptostock.indicators.length === 0")
+    assert indicator_params(page) == []
+
+
+def test_the_legend_follows_the_crosshair_with_every_indicators_value(page, server, xrp_eth):
+    # Given the chart with an EMA and an RSI
+    page.goto(f"{server}/?instrument={xrp_eth}&tf=1m&ind=ema&ind=rsi")
+    wait_for_bars(page)
+    wait_until(
+        page, "() => window.cryptostock.indicators.every((i) => i.values > 0) && !window.cryptostock.indicatorsLoading"
+    )
+    legend = page.get_by_test_id("legend")
+    newest_time = legend.locator("[data-legend=time]").inner_text()
+
+    # When the pointer rests on an older candle in the middle of the price pane
+    chart = page.get_by_test_id("chart")
+    box = chart.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.3)
+
+    # Then the legend shows that bar's time, its OHLCV and both indicators' values at it
+    wait_until(page, "(t) => document.querySelector('[data-legend=time]').textContent !== t", arg=newest_time)
+    assert legend.locator("[data-legend=open]").inner_text() != "—"
+    rows = page.get_by_test_id("legend-indicators").locator("li")
+    assert rows.count() == 2
+    assert rows.nth(0).inner_text().startswith("EMA 20")
+    assert rows.nth(1).inner_text().startswith("RSI 14")
+    for row in range(2):
+        assert rows.nth(row).locator(".legend-indicator-value").first.inner_text() != "—"
+
+
+def test_overlays_and_panes_with_parameters_survive_a_reload_from_the_url(page, server, xrp_eth):
+    # Given the chart
+    page.goto(f"{server}/?instrument={xrp_eth}&tf=1m")
+    wait_for_bars(page)
+    wait_until(page, "() => !document.querySelector('[data-testid=add-indicator]').disabled")
+
+    # When the user adds an EMA 50 over the price, Bollinger bands and a MACD with other parameters
+    add_indicator(page, "ema", length=50)
+    add_indicator(page, "bbands")
+    add_indicator(page, "macd", fast=8, slow=21)
+
+    # Then the overlays share the price pane, MACD has its own, and all of them have values
+    shown = wait_until(
+        page,
+        "() => window.cryptostock.indicators.length === 3 && window.cryptostock.indicators.every((i) => i.values > 0)",
+    )
+    assert [(i["name"], i["pane"]) for i in shown["indicators"]] == [("ema", 0), ("bbands", 0), ("macd", 2)]
+    assert shown["indicators"][0]["params"]["length"] == 50
+    assert indicator_params(page) == ["ema:length=50", "bbands", "macd:fast=8,slow=21"]
+
+    # When the user edits the EMA from its chip: length 21
+    page.get_by_role("button", name="Edit EMA 50").click()
+    page.get_by_test_id("indicator-dialog").locator("#indicator-param-length").fill("21")
+    page.get_by_test_id("indicator-submit").click()
+    wait_until(
+        page,
+        "() => window.cryptostock.indicators[0].params.length === 21 && window.cryptostock.indicators[0].values > 0",
+    )
+    assert indicator_params(page)[0] == "ema:length=21"
+
+    # And a parameter out of bounds is refused in the dialog, naming the bounds
+    page.get_by_role("button", name="Edit EMA 21").click()
+    page.get_by_test_id("indicator-dialog").locator("#indicator-param-length").fill("1")
+    page.get_by_test_id("indicator-submit").click()
+    error = page.get_by_test_id("indicator-dialog").get_by_role("alert")
+    assert "between 2 and 100000" in error.inner_text()
+    page.get_by_test_id("indicator-dialog").get_by_role("button", name="Cancel").click()
+
+    # Then reopening the URL (a bookmark) shows the same indicators with the same parameters
+    url = page.url
+    page.goto("about:blank")
+    page.goto(url)
+    wait_for_bars(page)
+    again = wait_until(
+        page,
+        "() => window.cryptostock.indicators.length === 3 && window.cryptostock.indicators.every((i) => i.values > 0)",
+    )
+    assert [(i["name"], i["params"].get("length"), i["params"].get("fast")) for i in again["indicators"]] == [
+        ("ema", 21, None),
+        ("bbands", 20, None),
+        ("macd", None, 8),
+    ]
+    assert again["panes"] == 3
+    screenshot(page, "chart-indicators-dark")
+
+    # And they are redrawn in the light theme and fit a phone's width
+    page.get_by_test_id("theme-toggle").click()
+    wait_until(page, "() => window.cryptostock.theme === 'light'")
+    assert state(page)["panes"] == 3
+    screenshot(page, "chart-indicators-light")
+    page.set_viewport_size({"width": 375, "height": 812})
+    page.wait_for_timeout(300)
+    assert page.get_by_role("button", name="Edit EMA 21").is_visible()
+    assert page.get_by_test_id("add-indicator").is_visible()
+    screenshot(page, "chart-indicators-phone-light")
+
+
+def test_indicator_values_follow_the_live_bars(page, server, xrp_eth):
+    # Given RSI with the defaults (values from the live feed) and RSI 21 (refetched on bar close)
+    page.goto(f"{server}/?instrument={xrp_eth}&tf=1m&ind=rsi&ind=rsi:length=21")
+    wait_for_bars(page)
+    before = wait_until(
+        page,
+        "() => window.cryptostock.indicators.length === 2 && window.cryptostock.indicators.every((i) => i.values > 0)",
+    )
+    newest = max(i["lastTime"] for i in before["indicators"])
+
+    # When bars close on the live feed
+    after = wait_until(
+        page,
+        "(newest) => window.cryptostock.indicatorLiveUpdates > 0 && window.cryptostock.indicatorRefetches > 0"
+        " && window.cryptostock.indicators.every((i) => i.lastTime > newest)",
+        arg=newest,
+        timeout_ms=LIVE_UPDATE_SECONDS * 1000,
+    )
+
+    # Then both panes have values for bars newer than the page loaded with, from the live feed and the API
+    for indicator in after["indicators"]:
+        assert 0 <= indicator["last"]["rsi"] <= 100
+    assert after["indicators"][0]["last"] != after["indicators"][1]["last"]
+
+
+def test_scrolling_back_loads_older_indicator_values_with_the_older_bars(page, server, xrp_eth):
+    # Given the chart with a Stochastic pane over its first page of bars
+    page.goto(f"{server}/?instrument={xrp_eth}&tf=1m&ind=stoch")
+    wait_for_bars(page)
+    first = wait_until(
+        page, "() => window.cryptostock.indicators.length === 1 && window.cryptostock.indicators[0].values > 0"
+    )
+    assert not first["historyExhausted"]
+
+    # When the user zooms out from the keyboard until older bars are fetched
+    page.get_by_test_id("chart").focus()
+    for _ in range(12):
+        page.keyboard.press("-")
+    wait_until(page, "() => window.cryptostock.olderLoads > 0 && !window.cryptostock.loadingOlder")
+
+    # Then the indicator has values for the older bars too
+    older = wait_until(
+        page,
+        "(n) => !window.cryptostock.indicatorsLoading && window.cryptostock.indicators[0].values > n",
+        arg=first["indicators"][0]["values"],
+    )
+    assert older["indicators"][0]["values"] >= older["barsLoaded"] - 5
+
+
+def test_creating_a_price_alert_from_the_chart(page, server, xrp_eth, analyst):
+    # Given a signed-in analyst on the chart
+    log_in(page, server, f"/?instrument={xrp_eth}&tf=1m")
+    loaded = wait_for_bars(page)
+    close = loaded["lastBar"]["close"]
+
+    # When they right-click the price pane above the candles
+    chart = page.get_by_test_id("chart")
+    box = chart.bounding_box()
+    assert box is not None
+    chart.click(button="right", position={"x": box["width"] / 3, "y": box["height"] * 0.2})
+
+    # Then a dashed draft line and the alert form open at that price
+    dialog = page.get_by_test_id("alert-dialog")
+    assert dialog.is_visible()
+    assert state(page)["alertDraft"] is True
+    level = float(dialog.get_by_label("Price").input_value())
+    assert level > 0
+
+    # When they set the price a little above the last close and create the alert
+    target = round(close * 1.01, 8)
+    dialog.get_by_label("Price").fill(str(target))
+    dialog.get_by_label("When the close is").select_option("crossing_up")
+    dialog.get_by_label("Name (optional)").fill("XRP breakout")
+    screenshot(page, "chart-alert-form-dark")
+    with page.expect_response(lambda r: "/api/v1/alerts/rules/" in r.url and r.request.method == "POST") as posted:
+        dialog.get_by_test_id("alert-submit").click()
+    assert posted.value.status == 201, posted.value.text()
+
+    # Then the rule exists for the user, and the chart keeps a line at its price
+    wait_until(page, "() => window.cryptostock.alertsCreated === 1 && window.cryptostock.alertLines === 1")
+    rules = json.loads(page.request.get(f"{server}/api/v1/alerts/rules/?instrument={xrp_eth}").text())["results"]
+    assert [(r["name"], r["condition"], r["level"], r["timeframe"]) for r in rules] == [
+        ("XRP breakout", "crossing_up", target, "1m")
+    ]
+    assert dialog.is_hidden()
+
+    # And the line is drawn again when the chart is opened later
+    page.reload()
+    wait_for_bars(page)
+    wait_until(page, "() => window.cryptostock.alertLines === 1")
+
+
+def test_the_alert_button_works_from_the_keyboard(page, server, xrp_eth, analyst):
+    # Given a signed-in analyst on the chart
+    log_in(page, server, f"/?instrument={xrp_eth}&tf=1m")
+    wait_for_bars(page)
+
+    # When they focus the Alert button and press Enter
+    page.get_by_test_id("alert-button").focus()
+    page.keyboard.press("Enter")
+
+    # Then the form opens at the last close with the price field focused; Escape closes it and drops the line
+    dialog = page.get_by_test_id("alert-dialog")
+    assert dialog.is_visible()
+    # (the replay keeps trading meanwhile, so the close may have moved a little since the form opened)
+    assert float(dialog.get_by_label("Price").input_value()) == pytest.approx(state(page)["lastBar"]["close"], rel=0.02)
+    assert page.evaluate("() => document.activeElement.id") == "alert-level"
+    page.keyboard.press("Escape")
+    assert dialog.is_hidden()
+    assert state(page)["alertDraft"] is False
+
+
+def test_anonymous_visitors_get_no_alert_control(page, server, xrp_eth):
+    page.goto(f"{server}/?instrument={xrp_eth}&tf=1m")
+    wait_for_bars(page)
+    assert page.get_by_test_id("alert-button").count() == 0
+    assert page.get_by_test_id("alert-dialog").count() == 0
+
+
+def test_the_instrument_search_switches_the_chart(page, server, xrp_eth):
+    # Given the chart of another instrument
+    with urllib.request.urlopen(f"{server}/api/v1/instruments/?limit=100") as response:
+        others = [item["id"] for item in json.load(response)["results"] if item["id"] != xrp_eth]
+    page.goto(f"{server}/?instrument={others[0]}&tf=1m")
+    wait_for_bars(page)
+
+    # When the user types the start of a symbol into the search box and presses Enter
+    search = page.get_by_test_id("instrument-search")
+    search.fill("xrp/e")
+    search.press("Enter")
+
+    # Then the chart shows that instrument, and the URL says so
+    page.wait_for_url(f"**/?instrument={xrp_eth}&tf=1m")
+    wait_until(page, f"() => window.cryptostock.instrument === {xrp_eth} && window.cryptostock.ready")
+    assert page.get_by_test_id("instrument-select").input_value() == str(xrp_eth)

@@ -1,0 +1,69 @@
+"""market.services.store_bars: what reaches the Channels group after a write."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+from market.barstore import BarRow
+from market.groups import bars_group
+from market.services import store_bars
+
+pytestmark = pytest.mark.django_db(transaction=True)  # publishing waits for the commit
+
+START = datetime(2024, 3, 1, tzinfo=UTC)
+
+
+def minute_bars(instrument_id: int, count: int) -> list[BarRow]:
+    return [
+        BarRow(instrument_id, "1m", START + timedelta(minutes=n), 10 + n, 11 + n, 9 + n, 10.5 + n, 5, 3, None, True)
+        for n in range(count)
+    ]
+
+
+def published_after(instrument_id: int, write: Any) -> list[dict[str, Any]]:
+    """The bar messages a group member receives for what `write()` stores."""
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(bars_group(instrument_id, "1m"), channel)
+    write()
+
+    async def drain() -> list[dict[str, Any]]:
+        received = []
+        while True:
+            try:
+                received.append(await asyncio.wait_for(layer.receive(channel), 0.5))
+            except TimeoutError:
+                return received
+
+    return async_to_sync(drain)()
+
+
+def test_new_bars_are_published_once_each(instrument):
+    bars = minute_bars(instrument.pk, 3)
+
+    messages = published_after(instrument.pk, lambda: store_bars(bars))
+
+    assert [message["bar"]["close"] for message in messages] == [10.5, 11.5, 12.5]
+
+
+def test_storing_the_same_bars_again_publishes_nothing(instrument):
+    bars = minute_bars(instrument.pk, 3)
+    store_bars(bars)
+
+    assert published_after(instrument.pk, lambda: store_bars(bars)) == []
+
+
+def test_only_the_corrected_bar_is_published_again(instrument):
+    bars = minute_bars(instrument.pk, 3)
+    store_bars(bars)
+    corrected = bars[1]._replace(close=11.9)
+
+    messages = published_after(instrument.pk, lambda: store_bars([bars[0], corrected, bars[2]]))
+
+    assert [message["bar"]["close"] for message in messages] == [11.9]
