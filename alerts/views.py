@@ -12,7 +12,7 @@ from django.utils import timezone
 from accounts import roles
 from accounts.page_access import page_requires
 from alerts.models import AlertFiring, AlertRule, Channel, Notification
-from alerts.rules import PRICE_FIELDS, UNSUPPORTED, Condition, Frequency, describe
+from alerts.rules import PRICE_FIELDS, QUALITY_FINDING_KINDS, UNSUPPORTED, Condition, Frequency, describe
 from indicators.catalogue import CATALOGUE
 from market.models import Instrument
 from market.timeframes import TIMEFRAMES
@@ -31,7 +31,7 @@ CONDITION_FIELDS = {
     Condition.MOVING_UP_PERCENT.value: "source percent bars",
     Condition.MOVING_DOWN_PERCENT.value: "source percent bars",
     Condition.VOLUME_SPIKE.value: "multiplier bars",
-    Condition.DATA_QUALITY.value: "percent",
+    Condition.DATA_QUALITY.value: "level percent finding_kinds",
     Condition.COLLECTOR_DOWN.value: "bars",
 }
 
@@ -60,6 +60,7 @@ def alerts(request: HttpRequest) -> HttpResponse:
         "conditions": [(c.value, _label(c.value), CONDITION_FIELDS[c.value]) for c in Condition],
         "frequencies": [(f.value, _label(f.value)) for f in Frequency],
         "channels": [(c.value, c.label) for c in Channel],
+        "finding_kinds": [(kind, _label(kind)) for kind in QUALITY_FINDING_KINDS],
         "now": timezone.now(),
         "operands": [*PRICE_FIELDS, *(name for name in CATALOGUE if name not in UNSUPPORTED)],
     }

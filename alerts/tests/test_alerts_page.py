@@ -54,6 +54,7 @@ def test_the_owner_sees_rules_firings_with_delivery_status_and_notifications(ana
     # The form offers every condition and channel the API takes.
     assert 'value="volume_spike"' in page
     assert 'name="channels" value="webhook"' in page
+    assert 'name="finding_kinds" value="gap"' in page
 
 
 def test_another_users_rules_and_notifications_are_not_shown(make_user, fired):

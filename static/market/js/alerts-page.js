@@ -30,6 +30,7 @@ function showRelevantFields() {
   // A comparison with a target indicator takes no level.
   const comparesWithTarget = fields.has("target") && form.elements.target_indicator.value !== "";
   form.querySelector("[data-param=level]").hidden = !fields.has("level") || comparesWithTarget;
+  form.querySelector("[data-level-hint]").hidden = form.elements.condition.value !== "data_quality";
   const channels = new Set(checkedChannels());
   for (const wrapper of form.querySelectorAll("[data-channel]")) {
     wrapper.hidden = !channels.has(wrapper.dataset.channel);
@@ -89,6 +90,12 @@ function ruleBody() {
     const value = numberOrNull(name);
     if (fields.has(name) && value !== null) {
       body[name] = value;
+    }
+  }
+  if (fields.has("finding_kinds")) {
+    const kinds = [...form.querySelectorAll("input[name=finding_kinds]:checked")].map((input) => input.value);
+    if (kinds.length > 0) {
+      body.finding_kinds = kinds;
     }
   }
   for (const name of ["webhook_url", "telegram_chat_id", "slack_channel"]) {
