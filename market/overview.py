@@ -72,7 +72,7 @@ def sparkline_path(
     points: Sequence[tuple[int, float]], width: int = SPARKLINE_WIDTH, height: int = SPARKLINE_HEIGHT
 ) -> str:
     """An SVG path drawing the closes across `width` x `height` (the highest close at the top);
-    empty for fewer than two points. static/market/js/sparkline.js draws the same line live."""
+    empty for fewer than two points. static/market/js/pages/sparkline.js draws the same line live."""
     if len(points) < 2:
         return ""
     times = [time for time, _ in points]
@@ -91,7 +91,7 @@ def sparkline_path(
 
 def price_decimals(price: float | None, significant: int = 6) -> int:
     """Decimals to show a price with: `significant` digits of it, at least two for prices of one or
-    more (189.50), at most ten (0.001413 -> 8: 0.00141300). static/market/js/watchlist.js formats live prices
+    more (189.50), at most ten (0.001413 -> 8: 0.00141300). static/market/js/pages/watchlist.js formats live prices
     with the decimals the page was rendered with."""
     if not price:
         return 2

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
+from django.contrib.staticfiles import finders
 from django.test import Client
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
@@ -219,3 +223,22 @@ def test_the_navigation_shows_system_to_admins_and_alerts_to_analysts(make_user)
     assert 'href="/alerts/"' in admin
     assert 'href="/system/"' in admin
     assert 'aria-current="page">Watchlist<' in admin
+
+
+# --- Scripts ---------------------------------------------------------------------------------------
+
+PAGES_JS = Path(__file__).resolve().parents[2] / "static" / "market" / "js" / "pages"
+IMPORT = re.compile(r'^import [^;]*? from "([^"]+)";', re.MULTILINE)
+
+
+def test_every_module_the_pages_import_is_in_their_import_map_and_served(make_user):
+    content = logged_in(make_user("admin")).get("/system/").content.decode()
+    block = content.split('<script type="importmap"', 1)[1].split(">", 1)[1].split("</script>", 1)[0]
+    mapped = json.loads(block)["imports"]
+
+    imported = {name for path in PAGES_JS.glob("*.js") for name in IMPORT.findall(path.read_text())}
+
+    assert imported, "no imports found: the pattern no longer matches the modules"
+    assert imported <= set(mapped), f"not in the import map: {sorted(imported - set(mapped))}"
+    for url in mapped.values():
+        assert finders.find(url.removeprefix("/static/")), f"{url} is not a static file"
