@@ -279,6 +279,9 @@ WHITENOISE_MANIFEST_STRICT = False
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chart"
 LOGOUT_REDIRECT_URL = "login"
+# Where the System page links to Flower, the Celery task console (empty: no link). It has no login
+# of its own, so docker-compose publishes it on localhost only.
+FLOWER_URL = os.environ.get("FLOWER_URL", "http://127.0.0.1:5555")
 
 # --- HTTPS and security headers ------------------------------------------------------------------
 # TLS=1 when browsers reach the site over HTTPS (directly or through a TLS-terminating proxy):

@@ -2,12 +2,16 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
+from market import pages as market_pages
 from market import views as market_views
 
 urlpatterns = [
     path("", market_views.chart, name="chart"),
     path("health", market_views.health, name="health"),
     path("ready", market_views.ready, name="ready"),
+    path("watchlist/", market_pages.watchlist, name="watchlist"),
+    path("alerts/", include("alerts.urls")),
+    path("system/", market_pages.system, name="system"),
     path("accounts/", include("accounts.urls")),
     path("admin/", admin.site.urls),
     # Before the versioned API, whose <version> would otherwise swallow "schema", "docs" and "redoc".

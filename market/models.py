@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
@@ -329,3 +330,25 @@ class CollectorStatus(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: {self.state}"
+
+
+# --- Watchlists: the instruments each user follows on the overview page ---
+
+
+class WatchlistEntry(models.Model):
+    """One instrument on one user's watchlist, at a position the user chose (0 first)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="watchlist_entries")
+    instrument = models.ForeignKey(Instrument, on_delete=models.CASCADE, related_name="watchlist_entries")
+    position = models.PositiveIntegerField(default=0)
+    added_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["user_id", "position", "id"]
+        verbose_name_plural = "watchlist entries"
+        constraints = [
+            models.UniqueConstraint(fields=["user", "instrument"], name="watchlist_instrument_once_per_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.instrument_id} at {self.position}"

@@ -158,6 +158,13 @@ def _collector(world: World) -> str:
     return CollectorStatus.objects.create(name="binance", source="binance", started_at=now, updated_at=now).name
 
 
+def _watched(world: World) -> int:
+    from market.watchlist import add_to_watchlist
+
+    add_to_watchlist(world.owner.pk, world.instrument.pk)
+    return world.instrument.pk
+
+
 OBJECTS: dict[str, Callable[[World], Any]] = {
     "collector": _collector,
     "exchange": lambda world: world.exchange.pk,
@@ -166,6 +173,7 @@ OBJECTS: dict[str, Callable[[World], Any]] = {
     "rule": lambda world: _alert_rule(world).pk,
     "firing": lambda world: _alert_firing(world).pk,
     "notification": _notification,
+    "watched": _watched,
 }
 
 
@@ -201,6 +209,8 @@ BODIES: dict[str, Callable[[World], dict[str, Any]]] = {
     "PUT /api/v1/alerts/rules/{rule}/": _rule_body,
     "PATCH /api/v1/alerts/rules/{rule}/": lambda world: {"name": "Renamed"},
     "POST /api/v1/alerts/notifications/read-all/": lambda world: {},
+    "POST /api/v1/watchlist/": lambda world: {"instrument": world.instrument.pk},
+    "POST /api/v1/watchlist/reorder/": lambda world: {"instruments": []},
 }
 
 

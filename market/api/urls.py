@@ -4,6 +4,7 @@ from rest_framework.routers import SimpleRouter
 from market.api import views
 from market.api.collectors import CollectorStatusViewSet
 from market.api.quality import QualityReportListView
+from market.api.watchlist import WatchlistInstrumentView, WatchlistReorderView, WatchlistView
 
 router = SimpleRouter()
 router.register("exchanges", views.ExchangeViewSet, basename="exchange")
@@ -14,5 +15,8 @@ urlpatterns = [
     path("bars/", views.BarsView.as_view(), name="bars"),
     path("snapshot/", views.SnapshotView.as_view(), name="snapshot"),
     path("quality/", QualityReportListView.as_view(), name="quality"),
+    path("watchlist/", WatchlistView.as_view(), name="watchlist-api"),
+    path("watchlist/reorder/", WatchlistReorderView.as_view(), name="watchlist-reorder"),
+    path("watchlist/<int:instrument>/", WatchlistInstrumentView.as_view(), name="watchlist-instrument"),
     path("", include(router.urls)),
 ]
