@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("market", "0005_collector_status"),
+        ("market", "0006_binance_futures_history"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
