@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.permissions import CanReadMarketData
+from market.api.serializers import MAX_ID
 from market.models import Instrument
 from market.watchlist import (
     WatchlistError,
@@ -92,7 +93,8 @@ class WatchlistInstrumentView(APIView):
     @extend_schema(request=None, responses={204: None})
     def delete(self, request: Request, instrument: int, *args: Any, **kwargs: Any) -> Response:
         """Take an instrument off the list; 404 when it is not on it."""
-        if not remove_from_watchlist(_user_id(request), instrument):
+        # An id past the database's integer range names no instrument (and SQLite cannot even bind it).
+        if instrument > MAX_ID or not remove_from_watchlist(_user_id(request), instrument):
             raise NotFound("That instrument is not on your watchlist.")
         return Response(status=status.HTTP_204_NO_CONTENT)
 

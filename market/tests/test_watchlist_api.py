@@ -78,6 +78,7 @@ def test_removing_an_instrument_not_on_the_list_is_a_404(viewer, coins):
 
     assert viewer.delete(f"{URL}{coins[0].pk}/").status_code == 204
     assert viewer.delete(f"{URL}{coins[0].pk}/").status_code == 404
+    assert viewer.delete(f"{URL}{2**70}/").status_code == 404  # past any database integer
     assert viewer.get(URL).json()["default"] is True
 
 

@@ -4,8 +4,8 @@
 // Reconnects with exponential backoff and jitter, resubscribes everything after a reconnect (the
 // server then sends fresh snapshots) and pings to notice connections that died without closing.
 //
-// Events (CustomEvent, payload in `detail`): "status" {state}, "snapshot", "bar", "alert" (the
-// server's messages as sent), "notice" {message}.
+// Events (CustomEvent, payload in `detail`): "status" {state}, "snapshot", "bar", "alert",
+// "collector" (the server's messages as sent), "notice" {message}.
 
 const PING_EVERY_MS = 20_000;
 const SILENCE_LIMIT_MS = 45_000;
@@ -17,6 +17,7 @@ export class PageFeed extends EventTarget {
     this.minDelayMs = minDelayMs;
     this.maxDelayMs = maxDelayMs;
     this.wanted = new Map(); // "instrument:timeframe" -> {instrument, timeframe}
+    this.channels = new Set(); // topic channels such as "collectors"
     this.socket = null;
     this.attempt = 0;
     this.retryTimer = null;
@@ -47,6 +48,14 @@ export class PageFeed extends EventTarget {
     this.wanted = next;
   }
 
+  /** Also follow a topic channel (docs/websocket.md): "collectors" or "arbitrage". */
+  followChannel(channel) {
+    if (!this.channels.has(channel)) {
+      this.channels.add(channel);
+      this.send({ action: "subscribe", channel });
+    }
+  }
+
   isOpen() {
     return this.socket !== null && this.socket.readyState === WebSocket.OPEN;
   }
@@ -69,6 +78,9 @@ export class PageFeed extends EventTarget {
       this.startPinging();
       for (const item of this.wanted.values()) {
         this.send({ action: "subscribe", ...item });
+      }
+      for (const channel of this.channels) {
+        this.send({ action: "subscribe", channel });
       }
     });
     socket.addEventListener("message", (event) => this.onMessage(event));
@@ -131,7 +143,7 @@ export class PageFeed extends EventTarget {
     } catch {
       return;
     }
-    if (message.type === "snapshot" || message.type === "bar" || message.type === "alert") {
+    if (["snapshot", "bar", "alert", "collector"].includes(message.type)) {
       this.dispatchEvent(new CustomEvent(message.type, { detail: message }));
     } else if (message.type === "error") {
       this.dispatchEvent(new CustomEvent("notice", { detail: { message: message.message } }));

@@ -175,8 +175,10 @@ root.addEventListener("click", async (event) => {
   rowOf(instrument)?.querySelector(`button[data-move="${button.dataset.move}"]:not([disabled])`)?.focus();
 });
 
-// Collector health is not pushed over the WebSocket: re-read it from the server now and then.
-const COLLECTOR_REFRESH_MS = 30_000;
+// A collector's state changes are pushed over the WebSocket; its row states (which also age into
+// "stale" when a collector falls silent, which nothing pushes) are re-read from the server then,
+// and now and then.
+const COLLECTOR_REFRESH_MS = 60_000;
 
 async function refreshCollectorStates() {
   if (document.visibilityState !== "visible") {
@@ -198,5 +200,7 @@ async function refreshCollectorStates() {
 }
 
 followRows();
+feed.followChannel("collectors");
+feed.addEventListener("collector", () => refreshCollectorStates());
 feed.start();
 setInterval(refreshCollectorStates, COLLECTOR_REFRESH_MS);
