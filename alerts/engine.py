@@ -312,15 +312,18 @@ def _snapshot(book: RuleBook, bars_by_feed: Mapping[FeedKey, Bars], contexts: Ma
         close[feed_index], volume[feed_index] = bars.close[-1], bars.volume[-1]
         cache: dict[tuple[SeriesKey, int], FloatArray] = {}
         context = contexts.get(feed)
-        whole = _last_bars(bars, len(bars))
+        count = len(bars)
+        whole = _last_bars(bars, count)
         windows: dict[int, IndicatorBars] = {}
         for key, needed in book.feed_series[feed_index]:
             # An indicator is computed over only the bars it needs: SMA 20 reads 22 bars even when
             # an EMA 50 of the same feed reads 685. Price fields, lags and averages are just read.
             window = whole
-            if key[0] == "ind" and needed < len(bars):
-                window = windows.get(needed) or _last_bars(bars, needed)
-                windows[needed] = window
+            if key[0] == "ind" and needed < count:
+                found = windows.get(needed)  # not `or`: a window's truth value would call len()
+                if found is None:
+                    found = windows[needed] = _last_bars(bars, needed)
+                window = found
             current, previous = last_two(key, window, cache, context)
             values_cur.append(current)
             values_prev.append(previous)
