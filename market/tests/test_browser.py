@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -357,3 +358,25 @@ def test_the_page_reconnects_and_resubscribes_when_the_server_comes_back(
     wait_until(page, "() => window.cryptostock.connection === 'live'", timeout_ms=LIVE_UPDATE_SECONDS * 1000)
     wait_until(page, f"() => window.cryptostock.updates > {updates}", timeout_ms=LIVE_UPDATE_SECONDS * 1000)
     assert status.get_attribute("data-state") == "live"
+
+
+# --- Accounts, shared with the other browser test modules ------------------------------------------
+
+
+def create_account(product: Product, username: str, password: str, role: str) -> None:
+    """A user of `role` in the product's database, created the way an operator does (`createuser`)."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", "createuser", username, "--role", role, "--password-stdin"],
+        cwd=REPO_ROOT, env=product.env, input=f"{password}\n", capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    if result.returncode != 0:
+        pytest.fail(f"createuser failed:\n{result.stdout}\n{result.stderr}")
+
+
+def log_in_as(page: Page, server: str, next_path: str, username: str, password: str) -> None:
+    """Log in through the login page and land on `next_path`."""
+    page.goto(f"{server}/accounts/login/?{urllib.parse.urlencode({'next': next_path})}")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"**{next_path.split('?')[0]}*")

@@ -11,10 +11,8 @@ observed through `window.cryptostock`, the page's test hook.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import urllib.request
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from playwright.sync_api import Page
@@ -25,6 +23,8 @@ from market.tests.test_browser import (  # noqa: F401 (fixtures, used by name)
     Product,
     browser,
     console_errors,
+    create_account,
+    log_in_as,
     page,
     product,
     screenshot,
@@ -44,21 +44,12 @@ ANALYST_PASSWORD = "a long test password 7"
 @pytest.fixture(scope="module")
 def analyst(product: Product) -> str:
     """A user who may own alerts (role analyst), in the product's database."""
-    result = subprocess.run(
-        [sys.executable, "manage.py", "createuser", ANALYST, "--role", "analyst", "--password-stdin"],
-        cwd=REPO_ROOT, env=product.env, input=f"{ANALYST_PASSWORD}\n", capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    if result.returncode != 0:
-        pytest.fail(f"createuser failed:\n{result.stdout}\n{result.stderr}")
+    create_account(product, ANALYST, ANALYST_PASSWORD, "analyst")
     return ANALYST
 
 
 def log_in(page: Page, server: str, next_path: str) -> None:
-    page.goto(f"{server}/accounts/login/?{urlencode({'next': next_path})}")
-    page.get_by_label("Username").fill(ANALYST)
-    page.get_by_label("Password").fill(ANALYST_PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"**{next_path.split('?')[0]}*")
+    log_in_as(page, server, next_path, ANALYST, ANALYST_PASSWORD)
 
 
 def indicator_params(page: Page) -> list[str]:

@@ -9,13 +9,12 @@ that logs in through the login page. The pages' test hooks (`window.cryptostockW
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 from playwright.sync_api import Page
 
 from market.tests import test_browser as chart_browser
-from market.tests.test_browser import LIVE_UPDATE_SECONDS, REPO_ROOT, Product
+from market.tests.test_browser import LIVE_UPDATE_SECONDS, REPO_ROOT, Product, create_account, log_in_as
 
 # The chart tests' fixtures, shared: the product (serve + replay), Chromium, a page per test.
 product = chart_browser.product
@@ -36,21 +35,12 @@ READY_MS = 20_000
 @pytest.fixture(scope="module")
 def admin_account(product: Product) -> str:
     """An admin (every page) created the way an operator does, with `manage.py createuser`."""
-    result = subprocess.run(
-        [sys.executable, "manage.py", "createuser", USERNAME, "--role", "admin", "--password-stdin"],
-        cwd=REPO_ROOT, env=product.env, input=f"{PASSWORD}\n", capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    if result.returncode != 0:
-        pytest.fail(f"createuser failed:\n{result.stdout}\n{result.stderr}")
+    create_account(product, USERNAME, PASSWORD, "admin")
     return USERNAME
 
 
 def log_in(page: Page, server: str, next_path: str) -> None:
-    page.goto(f"{server}/accounts/login/?next={next_path}")
-    page.get_by_label("Username").fill(USERNAME)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{server}{next_path}")
+    log_in_as(page, server, next_path, USERNAME, PASSWORD)
 
 
 def screenshot(page: Page, name: str) -> None:
@@ -198,15 +188,8 @@ def test_the_login_and_error_pages_in_the_products_look(page, console_errors, se
 def test_pages_for_admins_only_answer_403_to_others(page, console_errors, server, product):
     console_errors.allow("status of 403")  # Chromium logs the page's own status
     # Given an analyst (alerts, but not the System page)
-    subprocess.run(
-        [sys.executable, "manage.py", "createuser", "ana", "--role", "analyst", "--password-stdin"],
-        cwd=REPO_ROOT, env=product.env, input=f"{PASSWORD}\n", capture_output=True, text=True, timeout=120, check=True,
-    )  # fmt: skip
-    page.goto(f"{server}/accounts/login/?next=/alerts/")
-    page.get_by_label("Username").fill("ana")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(f"{server}/alerts/")
+    create_account(product, "ana", PASSWORD, "analyst")
+    log_in_as(page, server, "/alerts/", "ana", PASSWORD)
     assert page.get_by_role("link", name="System").count() == 0
 
     response = page.goto(f"{server}/system/")
