@@ -27,9 +27,10 @@ its last firing, never after `expires_at`, never while paused, and only once eve
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -43,9 +44,11 @@ from alerts.series import (
     last_two,
     operand_key,
     volume_average_key,
+    volume_average_last_two,
     warmup_bars,
 )
-from indicators.compute import Context
+from indicators.catalogue import IndicatorSpec
+from indicators.compute import Context, Outputs, computer
 from indicators.series import Bars as IndicatorBars
 from market.timeframes import timeframe_seconds
 
@@ -129,8 +132,9 @@ class Bars:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Firing:
+class Firing(NamedTuple):
+    """A rule that fired (a tuple: a bar close may make thousands of them)."""
+
     rule_id: int
     bar_time: int  # open time of the bar the rule fired on, UTC epoch seconds
     value: float  # the source's value (for moves: the move in percent)
@@ -149,6 +153,8 @@ class RuleBook:
     # Per feed, in feed order: (series key, bars it needs), each key once. The series table numbers
     # them in this order: feed 0's series first, then feed 1's...
     feed_series: tuple[tuple[tuple[SeriesKey, int], ...], ...]
+    # Per feed, how to fill its series' slots (see `_FeedPlan`), built from feed_series.
+    plans: tuple[_FeedPlan, ...]
     series_count: int
     op: IntArray
     a: IntArray  # series index of the source
@@ -170,6 +176,53 @@ class RuleBook:
     def last_fired_array(self, last_fired: Mapping[int, float]) -> FloatArray:
         """Rule id -> bar time of its last firing, as an array aligned with the rules (NaN: never)."""
         return np.fromiter((last_fired.get(int(i), np.nan) for i in self.rule_ids), np.float64, len(self.rule_ids))
+
+
+@dataclass(frozen=True, slots=True)
+class _IndicatorStep:
+    """One indicator computed once over the newest `window` bars of a feed; each wanted output's
+    last two values go to its series slot."""
+
+    run: Callable[[IndicatorBars, Context | None], Outputs]
+    window: int
+    outputs: tuple[tuple[str, int], ...]  # (output name, slot)
+
+
+@dataclass(frozen=True, slots=True)
+class _FeedPlan:
+    """How `evaluate` fills one feed's slots, prepared when the rules are compiled so that a bar
+    close costs the indicator computations and little else: price fields (and their lags) are read
+    from the bars, each indicator is computed once for all its outputs, and anything rarer (a lag of
+    an indicator) goes through the generic `last_two`."""
+
+    fields: tuple[tuple[str, int, int], ...]  # (column, bars back, slot)
+    volume_averages: tuple[tuple[int, int], ...]  # (bars, slot)
+    indicators: tuple[_IndicatorStep, ...]
+    generic: tuple[tuple[SeriesKey, int, int], ...]  # (key, window, slot)
+
+
+def _feed_plan(series: Iterable[tuple[SeriesKey, int]], first_slot: int) -> _FeedPlan:
+    fields: list[tuple[str, int, int]] = []
+    averages: list[tuple[int, int]] = []
+    indicators: dict[tuple[str, Any, int], list[tuple[str, int]]] = {}
+    generic: list[tuple[SeriesKey, int, int]] = []
+    for slot, (key, needed) in enumerate(series, start=first_slot):
+        kind = key[0]
+        if kind == "field":
+            fields.append((key[1], 1, slot))
+        elif kind == "lag" and key[2][0] == "field":
+            fields.append((key[2][1], 1 + int(key[1]), slot))
+        elif kind == "volume_average":
+            averages.append((int(key[1]), slot))
+        elif kind == "ind":
+            indicators.setdefault((key[1], key[2], needed), []).append((key[3], slot))
+        else:
+            generic.append((key, needed, slot))
+    steps = tuple(
+        _IndicatorStep(computer(IndicatorSpec(name, params)), window, tuple(outputs))
+        for (name, params, window), outputs in indicators.items()
+    )
+    return _FeedPlan(tuple(fields), tuple(averages), steps, tuple(generic))
 
 
 @dataclass
@@ -254,11 +307,16 @@ def compile_rules(specs: Iterable[RuleSpec]) -> RuleBook:
     for new, ((feed_index, key), old) in enumerate(by_feed):
         renumber[old] = new
         feed_series[feed_index].append((key, builder.warmup[(feed_index, key)]))
+    plans, first_slot = [], 0
+    for items in feed_series:
+        plans.append(_feed_plan(items, first_slot))
+        first_slot += len(items)
     return RuleBook(
         rule_ids=np.array(ids, dtype=np.int64),
         feeds=tuple(builder.feeds),
         feed_of_rule=np.array(feed_of_rule, dtype=np.int64),
         feed_series=tuple(tuple(items) for items in feed_series),
+        plans=tuple(plans),
         series_count=len(builder.series),
         op=np.array(ops, dtype=np.int64),
         a=renumber[np.array(a, dtype=np.int64)],
@@ -295,41 +353,58 @@ class _Snapshot:
 
 
 def _snapshot(book: RuleBook, bars_by_feed: Mapping[FeedKey, Bars], contexts: Mapping[FeedKey, Context]) -> _Snapshot:
-    cur = np.full(book.series_count + 1, np.nan)
-    prev = np.full(book.series_count + 1, np.nan)
     feeds = len(book.feeds)
     time, close, volume = np.full(feeds, np.nan), np.full(feeds, np.nan), np.full(feeds, np.nan)
     final = np.zeros(feeds, dtype=np.bool_)
+    # Slots and their values, gathered in lists and written in one assignment each at the end.
+    slots: list[int] = []
     values_cur: list[float] = []
     values_prev: list[float] = []
-    for feed_index, feed in enumerate(book.feeds):
+    nan = np.nan
+    for feed_index, (feed, plan) in enumerate(zip(book.feeds, book.plans, strict=True)):
         bars = bars_by_feed.get(feed)
         if bars is None or len(bars) == 0:
-            values_cur.extend(np.nan for _ in book.feed_series[feed_index])
-            values_prev.extend(np.nan for _ in book.feed_series[feed_index])
-            continue
+            continue  # its slots stay NaN
+        count = len(bars)
         time[feed_index], final[feed_index] = bars.time[-1], bars.final
         close[feed_index], volume[feed_index] = bars.close[-1], bars.volume[-1]
-        cache: dict[tuple[SeriesKey, int], FloatArray] = {}
-        context = contexts.get(feed)
-        count = len(bars)
-        whole = _last_bars(bars, count)
-        windows: dict[int, IndicatorBars] = {}
-        for key, needed in book.feed_series[feed_index]:
-            # An indicator is computed over only the bars it needs: SMA 20 reads 22 bars even when
-            # an EMA 50 of the same feed reads 685. Price fields, lags and averages are just read.
-            window = whole
-            if key[0] == "ind" and needed < count:
-                found = windows.get(needed)  # not `or`: a window's truth value would call len()
-                if found is None:
-                    found = windows[needed] = _last_bars(bars, needed)
-                window = found
-            current, previous = last_two(key, window, cache, context)
+        for column, back, slot in plan.fields:
+            values = getattr(bars, column)
+            slots.append(slot)
+            values_cur.append(float(values[-back]) if count >= back else nan)
+            values_prev.append(float(values[-back - 1]) if count > back else nan)
+        for length, slot in plan.volume_averages:
+            current, previous = volume_average_last_two(bars.volume, length)
+            slots.append(slot)
             values_cur.append(current)
             values_prev.append(previous)
-    # The series were numbered feed by feed, in this order: one assignment fills each table.
-    cur[: len(values_cur)] = values_cur
-    prev[: len(values_prev)] = values_prev
+        context = contexts.get(feed)
+        whole = _last_bars(bars, count)
+        windows: dict[int, IndicatorBars] = {}
+        for step in plan.indicators:
+            # An indicator is computed over only the bars it needs: SMA 20 reads 22 bars even when
+            # an EMA 50 of the same feed reads 685.
+            window = windows.get(step.window)  # not `or`: a window's truth value would call len()
+            if window is None:
+                window = windows[step.window] = _last_bars(bars, step.window) if step.window < count else whole
+
+            outputs = step.run(window, context)
+            for name, slot in step.outputs:
+                values = outputs[name]
+                slots.append(slot)
+                values_cur.append(float(values[-1]))
+                values_prev.append(float(values[-2]) if len(values) > 1 else nan)
+        cache: dict[tuple[SeriesKey, int], FloatArray] = {}
+        for key, needed, slot in plan.generic:
+            current, previous = last_two(key, _last_bars(bars, needed), cache, context)
+            slots.append(slot)
+            values_cur.append(current)
+            values_prev.append(previous)
+    # One trailing NaN slot that a constant target's index -1 reads.
+    cur = np.full(book.series_count + 1, np.nan)
+    prev = np.full(book.series_count + 1, np.nan)
+    cur[slots] = values_cur
+    prev[slots] = values_prev
     return _Snapshot(cur, prev, time, final, close, volume)
 
 

@@ -100,10 +100,7 @@ def last_two(key: SeriesKey, bars: IndicatorBars, cache: Cache, context: Context
         values = getattr(bars, key[2][1])
         back = 1 + key[1]
     elif kind == "volume_average":
-        count, volume = int(key[1]), bars.volume
-        current = float(volume[-count - 1 : -1].sum()) / count if len(volume) > count else np.nan
-        previous = float(volume[-count - 2 : -2].sum()) / count if len(volume) > count + 1 else np.nan
-        return current, previous
+        return volume_average_last_two(bars.volume, int(key[1]))
     else:
         values = series_values(key, bars, cache, context)
         back = 1
@@ -112,3 +109,11 @@ def last_two(key: SeriesKey, bars: IndicatorBars, cache: Cache, context: Context
         float(values[-back]) if size >= back else np.nan,
         float(values[-back - 1]) if size > back else np.nan,
     )
+
+
+def volume_average_last_two(volume: FloatArray, length: int) -> tuple[float, float]:
+    """The mean volume of the `length` bars before the newest one, and the same one bar earlier."""
+    count = len(volume)
+    current = float(volume[-length - 1 : -1].sum()) / length if count > length else np.nan
+    previous = float(volume[-length - 2 : -2].sum()) / length if count > length + 1 else np.nan
+    return current, previous

@@ -217,5 +217,18 @@ def compute(spec: IndicatorSpec, bars: Bars, context: Context | None = None) -> 
     return {out.name: np.asarray(outputs[out.name], dtype=np.float64) for out in spec.definition.outputs}
 
 
+def computer(spec: IndicatorSpec) -> Callable[[Bars, Context | None], Outputs]:
+    """`compute` for one spec, prepared once: callers that compute the same indicator for many
+    feeds (the alert engine on every bar close) skip the per-call lookups. Outputs by name, in
+    TA-Lib's order; `bars` must not be empty."""
+    function, values = COMPUTERS[spec.name], spec.values
+    default = Context()
+
+    def run(bars: Bars, context: Context | None = None) -> Outputs:
+        return function(bars, values, context or default)
+
+    return run
+
+
 def compute_many(specs: Iterable[IndicatorSpec], bars: Bars, context: Context | None = None) -> dict[str, Outputs]:
     return {spec.key: compute(spec, bars, context) for spec in specs}

@@ -190,6 +190,28 @@ def test_rsi_above_below_and_crossing_levels_match_freqtrades_own_rsi(frequi):
     assert len(oracle[5]) == 46
 
 
+def test_an_indicator_moving_up_or_down_compares_with_its_own_value_n_bars_earlier(frequi):
+    """A move on an indicator reads a lagged copy of the indicator, not of the close."""
+    frame, times = frequi
+    rsi = Operand.parse({"indicator": "rsi", "length": 14})
+    fired = replay(
+        [
+            rule(1, Condition.MOVING_UP_PERCENT, source=rsi, percent=40, bars=5),
+            rule(2, Condition.MOVING_DOWN_PERCENT, source=rsi, percent=30, bars=5),
+        ],
+        frame,
+    )
+
+    r = frame["rsi"].to_numpy()
+    rows = range(SETTLED + 5, len(r))
+    up = [i for i in rows if r[i] >= r[i - 5] * 1.4]
+    down = [i for i in rows if r[i] <= r[i - 5] * 0.7]
+    assert up
+    assert down
+    assert [t for t in fired[1] if t >= times[SETTLED + 5]] == expected(times, up)
+    assert [t for t in fired[2] if t >= times[SETTLED + 5]] == expected(times, down)
+
+
 def test_an_indicator_crossing_another_ema20_over_ema50_matches_freqtrades_emas(frequi):
     frame, times = frequi
     ema20 = Operand.parse({"indicator": "ema", "length": 20})
