@@ -4,8 +4,8 @@ Batch: the 13 indicators (default parameters) over 1,000,000 1m bars through `in
 side by side in one run with TA-Lib called directly (the floor), pandas-ta with TA-Lib as its backend,
 and pandas-ta's pure-pandas mode (what a user without TA-Lib gets). Goal: within 1.5x of TA-Lib.
 The 13 are also timed one indicator at a time (ours and TA-Lib in turns, best times summed), and as
-whole runs in CPU time of this process: both shrug off preemption on a shared machine. Then each indicator alone through pandas-ta (TA-Lib
-backend) against TA-Lib directly.
+whole runs in CPU time of this process: both shrug off preemption on a shared machine. Then each
+indicator alone through pandas-ta (TA-Lib backend) against TA-Lib directly.
 
 Live: all 13 for one new bar, per instrument (goal: median under 200 microseconds), against TA-Lib
 recomputed over the window for every bar; and 1,000 instruments on one bar close (goal: 0.5 s).
