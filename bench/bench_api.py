@@ -72,8 +72,14 @@ def run() -> Iterator[dict[str, Any]]:
         result = measure(name, command, path, headers=[auth], env=env, expected=floor["body"])
         yield measurement(f"api.bars.{name}.vs_floor", result["rps"], "req/s", baseline=floor["rps"])
         yield measurement(f"api.bars.{name}.p99", result["p99_ms"], "ms", baseline=floor["p99_ms"])
+        # CPU the server's processes spent per request: what load from other work does not change
+        # much, so it tells where a ratio would go on a quiet machine (PostgreSQL's share not counted).
+        yield measurement(
+            f"api.bars.{name}.server_cpu_ms_per_request", result["cpu_ms"], "ms", baseline=floor["cpu_ms"]
+        )
     yield measurement("api.bars.floor.uvicorn2_psycopg_orjson", median(f["rps"] for f in floors), "req/s")
     yield measurement("api.bars.floor.p99", median(f["p99_ms"] for f in floors), "ms")
+    yield measurement("api.bars.floor.server_cpu_ms_per_request", median(f["cpu_ms"] for f in floors), "ms")
 
 
 def seed() -> tuple[int, str]:
@@ -157,22 +163,28 @@ def measure(
 ) -> dict[str, Any]:
     port = free_port()
     url = f"http://127.0.0.1:{port}{path}"
-    with server(command(port), {**server_env(), **(env or {})}, url, headers) as body:
+    with server(command(port), {**server_env(), **(env or {})}, url, headers) as (process, body):
         if expected is not None:
             check_same_bars(name, body, expected)
         wrk(url, headers, WARMUP)
+        processes = process_tree(process.pid)
+        cpu_before = cpu_seconds(processes)
         result = wrk(url, headers, DURATION)
+        requests = result["rps"] * float(DURATION)
+        result["cpu_ms"] = (cpu_seconds(processes) - cpu_before) / max(requests, 1) * 1e3
     result["body"] = body
     print(f"bench api {name}: {result['rps']:.0f} req/s, p99 {result['p99_ms']:.1f} ms", file=sys.stderr)
     return result
 
 
 @contextlib.contextmanager
-def server(command: list[str], env: dict[str, str], url: str, headers: list[str]) -> Iterator[bytes]:
+def server(
+    command: list[str], env: dict[str, str], url: str, headers: list[str]
+) -> Iterator[tuple[subprocess.Popen[bytes], bytes]]:
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            yield wait_until_serving(process, url, headers)
+            yield process, wait_until_serving(process, url, headers)
         except Exception:
             log.seek(0)
             sys.stderr.write(log.read()[-20000:].decode(errors="replace"))
@@ -198,6 +210,26 @@ def wait_until_serving(process: subprocess.Popen[bytes], url: str, headers: list
         except OSError:
             time.sleep(0.3)
     raise RuntimeError(f"server did not answer {url} within 60 s")
+
+
+def process_tree(pid: int) -> list[int]:
+    """The process and its descendants (the server's workers), from /proc."""
+    found = [pid]
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split():
+                found += process_tree(int(child))
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU time of these processes so far (0 for one that is gone)."""
+    ticks = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def check_same_bars(name: str, body: bytes, expected: bytes) -> None:

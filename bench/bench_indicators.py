@@ -130,7 +130,10 @@ def batch() -> Iterator[dict[str, Any]]:
     specs = default_specs()
     frame = bars.to_frame()
     floor = talib_calls(bars)
-    whole = {"talib": lambda: run_all(floor), "ours": lambda: compute_many(specs, bars)}
+    whole: dict[str, Callable[[], object]] = {
+        "talib": lambda: run_all(floor),
+        "ours": lambda: compute_many(specs, bars),
+    }
     best = fastest_ms(whole)
     yield measurement("indicators_13_batch_1m_bars_ms", best["ours"], "ms", best["talib"])
     cpu = fastest_ms(whole, clock=time.process_time)

@@ -1,5 +1,10 @@
-"""Django's Redis cache backend, minus two costs paid on every API request.
+"""Django's Redis cache backend, minus three costs paid on every API request.
 
+- Django keeps a cache object per thread and per async context, so under ASGI every request builds
+  a new one, with a new connection pool: every request opened new TCP connections to Redis (connect
+  plus the HELLO/health-check round trips, about a tenth of a cached bars request's time under
+  daphne). The pools here are the process's, shared by every cache object with the same server and
+  options (redis-py pools are thread-safe and reset themselves in a forked child).
 - Django's client builds a new `redis.Redis` object (with its ~200 response callbacks) for every
   cache operation; this one builds one per connection pool and reuses it (redis.Redis is
   thread-safe: every command takes a connection from the pool).
@@ -11,6 +16,7 @@ Same behaviour otherwise: CACHES = {"default": {"BACKEND": "cryptostock.redis_ca
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from django.core.cache.backends import redis as django_redis
@@ -19,17 +25,29 @@ from django.core.cache.backends import redis as django_redis
 _INCR_EXISTING = "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCRBY', KEYS[1], ARGV[1]) end"
 
 
+# (pool class, server URL, pool options) -> (pool, client), for the whole process.
+_SHARED: dict[tuple[Any, str, str], tuple[Any, Any]] = {}
+_SHARED_LOCK = threading.Lock()
+
+
 class RedisCacheClient(django_redis.RedisCacheClient):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._clients: dict[int, Any] = {}
+    def _shared(self, write: bool) -> tuple[Any, Any]:
+        server = self._servers[self._get_connection_pool_index(write)]  # type: ignore[attr-defined]
+        key = (self._pool_class, server, repr(sorted(self._pool_options.items())))  # type: ignore[attr-defined]
+        found = _SHARED.get(key)
+        if found is None:
+            with _SHARED_LOCK:
+                found = _SHARED.get(key)
+                if found is None:
+                    pool = self._pool_class.from_url(server, **self._pool_options)  # type: ignore[attr-defined]
+                    found = _SHARED[key] = (pool, self._client(connection_pool=pool))  # type: ignore[attr-defined]
+        return found
+
+    def _get_connection_pool(self, write: bool) -> Any:
+        return self._shared(write)[0]
 
     def get_client(self, key: Any = None, *, write: bool = False) -> Any:
-        pool = self._get_connection_pool(write)  # type: ignore[attr-defined]
-        client = self._clients.get(id(pool))
-        if client is None:
-            client = self._clients[id(pool)] = self._client(connection_pool=pool)  # type: ignore[attr-defined]
-        return client
+        return self._shared(write)[1]
 
     def incr(self, key: Any, delta: int) -> int:
         value = self.get_client(key, write=True).eval(_INCR_EXISTING, 1, key, delta)

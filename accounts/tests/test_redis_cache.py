@@ -22,6 +22,22 @@ def test_it_reuses_one_client_per_pool(cache):
     assert cache._cache.get_client() is cache._cache.get_client(write=True)
 
 
+def test_cache_objects_of_one_server_share_one_connection_pool(cache):
+    """Django builds a cache object per thread and per async context (so per ASGI request): they
+    must not each open their own connections to Redis."""
+    other = RedisCache(REDIS_URL, {"KEY_PREFIX": "another-prefix"})
+    elsewhere = RedisCache(REDIS_URL.rstrip("0123456789") + "15", {})
+
+    assert other._cache.get_client() is cache._cache.get_client()
+    assert other._cache._get_connection_pool(False) is cache._cache._get_connection_pool(False)  # type: ignore[attr-defined]
+    assert elsewhere._cache.get_client() is not cache._cache.get_client()
+    cache.set("shared", 1, 60)
+    connections = cache._cache._get_connection_pool(False)._created_connections
+    for _ in range(5):
+        RedisCache(REDIS_URL, {"KEY_PREFIX": cache.key_prefix}).get("shared")
+    assert cache._cache._get_connection_pool(False)._created_connections == connections
+
+
 def test_incr_counts_an_existing_key_in_one_step_and_refuses_a_missing_one(cache):
     assert cache.add("hits", 1, 60)
     assert cache.incr("hits") == 2

@@ -1,0 +1,40 @@
+"""Django's ASGI handler with one trip to a worker thread per request instead of one per middleware hook.
+
+Under ASGI, Django builds the middleware chain for the event loop. Every middleware here is a
+`MiddlewareMixin` (Django's own, CORS, whitenoise, ours), whose async mode runs each of its hooks
+through `sync_to_async`, and the views (DRF's, the pages) are synchronous: a bars request crossed
+between the loop and a worker thread about a dozen times, each crossing a wake-up of the loop and
+a hand-over of the GIL. This handler builds the chain as under WSGI and runs the whole of it,
+middleware and view, in one `sync_to_async` call: the same thread Django would use for the
+request's sync work (thread-sensitive, so database connections are the ones the request-finished
+signal closes), entered once.
+
+Async views still work: Django's synchronous chain runs them with `async_to_sync`. Nothing here
+serves async views better than Django does; there are none on this path (WebSockets go through
+Channels, not this handler).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIHandler
+from django.http import HttpRequest, HttpResponseBase
+
+
+class SyncChainASGIHandler(ASGIHandler):
+    def load_middleware(self, is_async: bool = False) -> None:
+        super().load_middleware(is_async=False)
+
+    async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
+        response: Any = await sync_to_async(self.get_response, thread_sensitive=True)(request)
+        return response
+
+
+def get_http_application() -> SyncChainASGIHandler:
+    """What `django.core.asgi.get_asgi_application` does, with this handler."""
+    import django
+
+    django.setup(set_prefix=False)
+    return SyncChainASGIHandler()
