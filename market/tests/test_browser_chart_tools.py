@@ -307,7 +307,7 @@ def test_the_alert_button_works_from_the_keyboard(page, server, xrp_eth, analyst
     assert page.evaluate("() => document.activeElement.id") == "alert-level"
     page.keyboard.press("Escape")
     assert dialog.is_hidden()
-    assert state(page)["alertDraft"] is False
+    wait_until(page, "() => window.cryptostock.alertDraft === false")  # (the dialog's close event comes later)
 
 
 def create_rule_on_page(page: Page, instrument: int, level: float, name: str) -> dict[str, Any]:
@@ -391,12 +391,13 @@ def test_an_alert_line_moves_from_the_keyboard(page, server, xrp_eth, analyst):
     rule = chart_with_a_rule_line(page, server, xrp_eth, "keyboard")
     target = round(rule["level"] * 0.99, 8)
 
-    # When they tab from the chart into the alert lines, type a price and press Enter
+    # When they go back from the chart into the alert lines, type a price and press Enter
     page.get_by_test_id("chart").focus()
-    page.keyboard.press("Tab")
+    page.keyboard.press("Shift+Tab")
     panel = page.get_by_test_id("alert-lines")
-    field = panel.get_by_label("keyboard: close crossing")
+    assert page.evaluate("() => document.activeElement.dataset.testid") == "alert-line-level"
     assert panel.is_visible()
+    field = panel.get_by_label("keyboard: close crossing")
     field.focus()
     field.fill(str(target))
     assert line_of(page, rule["id"])["shown"] == target

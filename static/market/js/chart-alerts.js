@@ -400,16 +400,19 @@ export class ChartAlerts extends EventTarget {
     this.renderPanel();
   }
 
+  /** Each line: its rule, the stored and the shown level, and where it is drawn (CSS pixels from the top). */
+  levels() {
+    return this.placed.map(({ rule, shown }) => ({
+      id: rule.id,
+      level: rule.level,
+      shown,
+      y: this.chartView.candles.priceToCoordinate(shown),
+    }));
+  }
+
   state() {
     return {
       alertLines: this.placed.length,
-      // y: where the line is drawn, in CSS pixels from the chart's top (tests drag it from there)
-      alertLevels: this.placed.map(({ rule, shown }) => ({
-        id: rule.id,
-        level: rule.level,
-        shown,
-        y: this.chartView.candles.priceToCoordinate(shown),
-      })),
       alertsCreated: this.created,
       alertsMoved: this.moved,
       alertMoveFailures: this.moveFailures,

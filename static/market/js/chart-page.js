@@ -99,6 +99,8 @@ class ChartPage {
       lastClose: () => this.store.last?.close ?? null,
     });
     this.alerts.addEventListener("state", () => this.publish());
+    // Read when asked: the price axis rescales without telling, and a test drags a line where it is now.
+    Object.defineProperty(this.hook, "alertLevels", { enumerable: true, get: () => this.alerts.levels() });
     this.alerts.addEventListener("notice", (event) => this.showNotice(event.detail.message));
     const catalogue = this.indicators.loadCatalogue();
     this.feed = new LiveSocket(this.urls.socket);
