@@ -346,7 +346,7 @@ def chart_with_a_rule_line(page: Page, server: str, xrp_eth: int, name: str) -> 
     return rule
 
 
-def drag_line(page: Page, rule_id: int, dy: float) -> None:
+def drag_line(page: Page, rule_id: int, dy: float, *, release: bool = True) -> None:
     """Press on the rule's line, move the pointer `dy` pixels, release (as a user drags it)."""
     box = page.get_by_test_id("chart").bounding_box()
     assert box is not None
@@ -362,7 +362,9 @@ def drag_line(page: Page, rule_id: int, dy: float) -> None:
     else:
         pytest.fail(f"the line of rule {rule_id} could not be grabbed: {state(page)['alertLevels']}")
     page.mouse.move(x, y + dy, steps=8)
-    page.mouse.up()
+    assert line_of(page, rule_id)["shown"] != line_of(page, rule_id)["level"]
+    if release:
+        page.mouse.up()
 
 
 def test_dragging_an_alert_line_moves_the_rule(page, server, xrp_eth, analyst):
@@ -384,6 +386,15 @@ def test_dragging_an_alert_line_moves_the_rule(page, server, xrp_eth, analyst):
     assert not moved["alertDragging"]
     assert "Alert moved" in page.get_by_test_id("live-notice").inner_text()
     screenshot(page, "chart-alert-dragged")
+
+    # And a drag that Escape cancels puts the line back and stores nothing
+    drag_line(page, rule["id"], -40, release=False)
+    page.keyboard.press("Escape")
+    page.mouse.up()
+    cancelled = line_of(page, rule["id"])
+    assert cancelled["shown"] == cancelled["level"] == line["level"]
+    assert state(page)["alertsMoved"] == 1
+    assert stored_level(page, server, rule["id"]) == line["level"]
 
 
 def test_an_alert_line_moves_from_the_keyboard(page, server, xrp_eth, analyst):

@@ -92,7 +92,8 @@ export class ChartAlerts extends EventTarget {
     container.addEventListener("pointerup", (event) => this.endDrag(event), { capture: true });
     container.addEventListener("pointercancel", () => this.cancelDrag());
     container.addEventListener("lostpointercapture", () => this.cancelDrag());
-    container.addEventListener("keydown", (event) => {
+    // On the document: pressing on a line does not move the focus to the chart.
+    document.addEventListener("keydown", (event) => {
       if (event.key === "Escape" && this.drag) {
         event.stopPropagation();
         this.cancelDrag();
