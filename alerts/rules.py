@@ -53,6 +53,7 @@ MOVES = frozenset({Condition.MOVING_UP_PERCENT, Condition.MOVING_DOWN_PERCENT})
 EVENTS = frozenset({Condition.DATA_QUALITY, Condition.COLLECTOR_DOWN})
 
 PRICE_FIELDS = ("open", "high", "low", "close", "volume")
+QUOTES = ("open", "high", "low", "close")
 # What the data-quality checker reports (`market.quality`; the same values as market.models.FindingKind).
 QUALITY_FINDING_KINDS = (
     "gap",
@@ -190,6 +191,9 @@ def rule_errors(
             errors["level"] = "give a level or a target indicator to compare with"
         elif level is not None and target is not None:
             errors["level"] = "give either a level or a target indicator, not both"
+        if level is not None and parsed_source is not None and parsed_source.indicator in QUOTES and level <= 0:
+            # Quotes here are positive: such a rule could never fire (a line dragged off the chart).
+            errors["level"] = f"a level on the {parsed_source.indicator} price must be above 0"
         forbid(upper=upper, percent=percent, bars=bars, multiplier=multiplier)
     elif cond in CHANNELS:
         if level is None or upper is None:

@@ -95,6 +95,50 @@ def test_a_partial_update_is_validated_as_the_whole_rule(owner, btc):
     assert both.json()["error"]["fields"]["level"] == ["give either a level or a target indicator, not both"]
 
 
+def price_level(instrument: Instrument, level: float) -> dict[str, object]:
+    return {"instrument": instrument.pk, "timeframe": "1m", "condition": "crossing_up", "level": level}
+
+
+def test_moving_a_price_level_changes_only_the_level(owner, btc):
+    # Given a price-level rule, as the chart creates one
+    created = owner.post(RULES, price_level(btc, 0.0019) | {"name": "breakout"}, content_type="application/json").json()
+
+    # When its line is dragged to another price
+    moved = owner.patch(f"{RULES}{created['id']}/", {"level": 0.00205}, content_type="application/json")
+
+    # Then the rule watches the new level and keeps the rest
+    assert moved.status_code == 200, moved.json()
+    assert moved.json()["description"] == "close crossing up 0.00205"
+    rule = AlertRule.objects.get(pk=created["id"])
+    assert (rule.level, rule.condition, rule.name, rule.timeframe) == (0.00205, "crossing_up", "breakout", "1m")
+
+
+@pytest.mark.parametrize(
+    ("level", "message"),
+    [
+        ("abc", "A valid number is required."),
+        ("NaN", "A valid number is required."),
+        ("Infinity", "A valid number is required."),
+        (None, "give a level or a target indicator to compare with"),
+        (0, "a level on the close price must be above 0"),
+        (-0.5, "a level on the close price must be above 0"),
+    ],
+)
+def test_it_rejects_a_level_that_is_no_price(owner, btc, level, message):
+    rule_id = owner.post(RULES, price_level(btc, 0.0019), content_type="application/json").json()["id"]
+
+    response = owner.patch(f"{RULES}{rule_id}/", {"level": level}, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"]["level"] == [message]
+    assert AlertRule.objects.get(pk=rule_id).level == 0.0019
+
+
+def test_an_indicator_level_may_be_below_zero(owner, btc):
+    body = price_level(btc, -0.5) | {"source": {"indicator": "macd"}}
+    assert owner.post(RULES, body, content_type="application/json").status_code == 201
+
+
 def test_rules_belong_to_their_owner_only(owner, stranger, btc):
     rule_id = owner.post(RULES, ema_cross(btc), content_type="application/json").json()["id"]
 

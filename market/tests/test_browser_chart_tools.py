@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import urllib.request
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -306,7 +307,148 @@ def test_the_alert_button_works_from_the_keyboard(page, server, xrp_eth, analyst
     assert page.evaluate("() => document.activeElement.id") == "alert-level"
     page.keyboard.press("Escape")
     assert dialog.is_hidden()
-    assert state(page)["alertDraft"] is False
+    wait_until(page, "() => window.cryptostock.alertDraft === false")  # (the dialog's close event comes later)
+
+
+def create_rule_on_page(page: Page, instrument: int, level: float, name: str) -> dict[str, Any]:
+    """A price-level rule made through the API with the page's session, as the alert form makes one."""
+    return page.evaluate(
+        """async ([instrument, level, name]) => {
+            const token = document.querySelector("[name=csrfmiddlewaretoken]").value;
+            const response = await fetch("/api/v1/alerts/rules/", {
+                method: "POST",
+                headers: {"Content-Type": "application/json", "X-CSRFToken": token},
+                body: JSON.stringify({instrument, timeframe: "1m", condition: "crossing", level, name}),
+            });
+            return response.json();
+        }""",
+        [instrument, level, name],
+    )
+
+
+def stored_level(page: Page, server: str, rule_id: int) -> float:
+    return json.loads(page.request.get(f"{server}/api/v1/alerts/rules/{rule_id}/").text())["level"]
+
+
+def line_of(page: Page, rule_id: int) -> dict[str, Any]:
+    return next(line for line in state(page)["alertLevels"] if line["id"] == rule_id)
+
+
+def chart_with_a_rule_line(page: Page, server: str, xrp_eth: int, name: str) -> dict[str, Any]:
+    """The signed-in analyst's chart with a new rule's line a little above the last close."""
+    log_in(page, server, f"/?instrument={xrp_eth}&tf=1m")
+    close = wait_for_bars(page)["lastBar"]["close"]
+    rule = create_rule_on_page(page, xrp_eth, round(close * 1.002, 8), name)
+    assert "id" in rule, rule
+    page.reload()
+    wait_for_bars(page)
+    wait_until(page, "(id) => window.cryptostock.alertLevels.some((line) => line.id === id)", arg=rule["id"])
+    return rule
+
+
+def drag_line(page: Page, rule_id: int, dy: float, *, release: bool = True) -> None:
+    """Press on the rule's line, move the pointer `dy` pixels, release (as a user drags it)."""
+    box = page.get_by_test_id("chart").bounding_box()
+    assert box is not None
+    x = box["x"] + box["width"] / 3
+    # The price axis may rescale as live bars arrive: press again if the line moved under the pointer.
+    for _ in range(3):
+        y = box["y"] + line_of(page, rule_id)["y"]
+        page.mouse.move(x, y)
+        page.mouse.down()
+        if state(page)["alertDragging"]:
+            break
+        page.mouse.up()
+    else:
+        pytest.fail(f"the line of rule {rule_id} could not be grabbed: {state(page)['alertLevels']}")
+    page.mouse.move(x, y + dy, steps=8)
+    assert line_of(page, rule_id)["shown"] != line_of(page, rule_id)["level"]
+    if release:
+        page.mouse.up()
+
+
+def test_dragging_an_alert_line_moves_the_rule(page, server, xrp_eth, analyst):
+    # Given the chart with one of the analyst's price alerts on it
+    rule = chart_with_a_rule_line(page, server, xrp_eth, "drag me")
+
+    # When they drag its line 60 pixels up and let go
+    with page.expect_response(lambda r: f"/api/v1/alerts/rules/{rule['id']}/" in r.url) as patched:
+        drag_line(page, rule["id"], -60)
+    assert patched.value.request.method == "PATCH"
+    assert patched.value.status == 200, patched.value.text()
+
+    # Then the stored rule watches the higher price the line now shows
+    moved = wait_until(page, "() => window.cryptostock.alertsMoved === 1")
+    line = next(line for line in moved["alertLevels"] if line["id"] == rule["id"])
+    assert line["level"] > rule["level"]
+    assert line["shown"] == line["level"]
+    assert stored_level(page, server, rule["id"]) == line["level"]
+    assert not moved["alertDragging"]
+    assert "Alert moved" in page.get_by_test_id("live-notice").inner_text()
+    screenshot(page, "chart-alert-dragged")
+
+    # And a drag that Escape cancels puts the line back and stores nothing
+    drag_line(page, rule["id"], -40, release=False)
+    page.keyboard.press("Escape")
+    page.mouse.up()
+    cancelled = line_of(page, rule["id"])
+    assert cancelled["shown"] == cancelled["level"] == line["level"]
+    assert state(page)["alertsMoved"] == 1
+    assert stored_level(page, server, rule["id"]) == line["level"]
+
+
+def test_an_alert_line_moves_from_the_keyboard(page, server, xrp_eth, analyst):
+    # Given the chart with one of the analyst's price alerts on it
+    rule = chart_with_a_rule_line(page, server, xrp_eth, "keyboard")
+    target = round(rule["level"] * 0.99, 8)
+
+    # When they go back from the chart into the alert lines, type a price and press Enter
+    page.get_by_test_id("chart").focus()
+    page.keyboard.press("Shift+Tab")
+    panel = page.get_by_test_id("alert-lines")
+    assert page.evaluate("() => document.activeElement.dataset.testid") == "alert-line-level"
+    assert panel.is_visible()
+    field = panel.get_by_label("keyboard: close crossing")
+    field.focus()
+    field.fill(str(target))
+    assert line_of(page, rule["id"])["shown"] == target
+    screenshot(page, "chart-alert-lines-keyboard")
+    with page.expect_response(lambda r: f"/api/v1/alerts/rules/{rule['id']}/" in r.url) as patched:
+        field.press("Enter")
+    assert patched.value.status == 200, patched.value.text()
+
+    # Then the rule is stored at that price
+    wait_until(page, "() => window.cryptostock.alertsMoved === 1")
+    assert stored_level(page, server, rule["id"]) == target
+
+    # And Escape puts a typed price back without storing it
+    field.fill(str(round(target * 1.05, 8)))
+    field.press("Escape")
+    assert line_of(page, rule["id"])["shown"] == target
+    assert float(field.input_value()) == target
+
+
+def test_a_line_goes_back_when_the_server_refuses_the_move(page, server, xrp_eth, analyst, console_errors):
+    # Given the chart with a rule's line, and the rule deleted meanwhile (in another tab, say)
+    console_errors.allow("404")
+    rule = chart_with_a_rule_line(page, server, xrp_eth, "deleted elsewhere")
+    deleted = page.evaluate(
+        """async (id) => (await fetch(`/api/v1/alerts/rules/${id}/`, {
+            method: "DELETE",
+            headers: {"X-CSRFToken": document.querySelector("[name=csrfmiddlewaretoken]").value},
+        })).status""",
+        rule["id"],
+    )
+    assert deleted == 204
+
+    # When the user drags its line
+    drag_line(page, rule["id"], -60)
+
+    # Then the line goes back to where it was and a notice says the move failed
+    failed = wait_until(page, "() => window.cryptostock.alertMoveFailures === 1")
+    assert line_of(page, rule["id"])["shown"] == rule["level"]
+    assert failed["alertsMoved"] == 0
+    assert "The alert stays at" in page.get_by_test_id("live-notice").inner_text()
 
 
 def test_anonymous_visitors_get_no_alert_control(page, server, xrp_eth):

@@ -127,12 +127,22 @@ export async function fetchAlertRules(rulesUrl, { instrument, signal }) {
   return body.results ?? body;
 }
 
-/** Create an alert rule with the session's cookie; Django's CSRF check wants the token as a header. */
+/** Create an alert rule with the session's cookie. */
 export async function createAlertRule(rulesUrl, rule, csrfToken) {
-  return requestJson(new URL(rulesUrl, window.location.href), {
-    method: "POST",
+  return sendJson(new URL(rulesUrl, window.location.href), "POST", rule, csrfToken);
+}
+
+/** Change some fields of one of the user's alert rules (`{level}` when its line is moved). */
+export async function updateAlertRule(rulesUrl, id, changes, csrfToken) {
+  return sendJson(new URL(`${id}/`, new URL(rulesUrl, window.location.href)), "PATCH", changes, csrfToken);
+}
+
+// Django's CSRF check wants the token as a header on every write with the session cookie.
+function sendJson(url, method, body, csrfToken) {
+  return requestJson(url, {
+    method,
     credentials: "same-origin",
     headers: { Accept: "application/json", "Content-Type": "application/json", "X-CSRFToken": csrfToken },
-    body: JSON.stringify(rule),
+    body: JSON.stringify(body),
   });
 }

@@ -14,7 +14,7 @@ import { formatPrice, pricePrecision, timeZoneLabel } from "cryptostock/format";
 import { IndicatorPanel } from "cryptostock/indicator-panel";
 import { InstrumentPicker } from "cryptostock/instrument-picker";
 import { Legend } from "cryptostock/legend";
-import { LiveFeed, socketUrl } from "cryptostock/live";
+import { LiveSocket, showConnection, socketUrl } from "cryptostock/live-socket";
 import { THEME_EVENT, currentTheme } from "cryptostock/theme";
 import { readViewFromUrl, writeViewToUrl } from "cryptostock/view-url";
 
@@ -24,13 +24,6 @@ const LOAD_OLDER_WHEN_BARS_LEFT = 60;
 // After a failed request (or a 429 without Retry-After), wait this long before asking again.
 const RETRY_AFTER_MS = 5000;
 const NOTICE_FOR_MS = 6000;
-
-const STATUS_TEXT = {
-  connecting: "Connecting…",
-  live: "Live",
-  reconnecting: "Reconnecting…",
-  offline: "Offline",
-};
 
 class ChartPage {
   constructor(root) {
@@ -106,9 +99,11 @@ class ChartPage {
       lastClose: () => this.store.last?.close ?? null,
     });
     this.alerts.addEventListener("state", () => this.publish());
+    // Read when asked: the price axis rescales without telling, and a test drags a line where it is now.
+    Object.defineProperty(this.hook, "alertLevels", { enumerable: true, get: () => this.alerts.levels() });
     this.alerts.addEventListener("notice", (event) => this.showNotice(event.detail.message));
     const catalogue = this.indicators.loadCatalogue();
-    this.feed = new LiveFeed(this.urls.socket);
+    this.feed = new LiveSocket(this.urls.socket);
     this.feed.addEventListener("status", (event) => this.onStatus(event.detail));
     this.feed.addEventListener("snapshot", (event) => this.onSnapshot(event.detail));
     this.feed.addEventListener("bar", (event) => this.onBar(event.detail));
@@ -256,7 +251,7 @@ class ChartPage {
     this.renderTitle();
     this.renderLegend();
     this.setOverlay("loading");
-    this.feed.follow(instrument, timeframe);
+    this.feed.followSeries([{ instrument, timeframe }]);
     this.publish();
 
     try {
@@ -386,10 +381,7 @@ class ChartPage {
 
   onStatus({ state }) {
     this.connection = state;
-    this.status.dataset.state = state;
-    this.status.querySelector(".connection-text").textContent = STATUS_TEXT[state] ?? state;
-    this.status.title =
-      state === "live" ? "Receiving live updates" : "Live updates paused; the chart shows the last data received";
+    showConnection(this.status, state);
     this.publish();
   }
 

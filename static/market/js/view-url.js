@@ -6,7 +6,12 @@ import { TIMEFRAMES } from "cryptostock/format";
 
 /** The view the URL asks for; instrument is null when the URL names none (or nonsense). */
 export function readViewFromUrl() {
-  const params = new URLSearchParams(window.location.search);
+  return viewFromSearch(window.location.search);
+}
+
+/** The view a query string ("?instrument=3&tf=5m&ind=rsi") asks for. */
+export function viewFromSearch(search) {
+  const params = new URLSearchParams(search);
   const instrument = Number.parseInt(params.get("instrument") ?? "", 10);
   const timeframe = params.get("tf");
   return {
@@ -22,15 +27,9 @@ function encodeIndicator(value) {
 }
 
 /** Put the view in the URL: a new history entry (`push`, a user's choice) or in place. */
-export function writeViewToUrl({ instrument, timeframe, indicators = [] }, { push }) {
-  const url = new URL(window.location.href);
-  url.searchParams.set("instrument", String(instrument));
-  url.searchParams.set("tf", timeframe);
-  url.searchParams.delete("ind");
-  url.search = [url.search.slice(1), ...indicators.map((value) => `ind=${encodeIndicator(value)}`)]
-    .filter(Boolean)
-    .join("&");
-  if (url.href === window.location.href) {
+export function writeViewToUrl(view, { push }) {
+  const url = viewUrl(window.location.href, view);
+  if (url === window.location.href) {
     return;
   }
   if (push) {
@@ -38,4 +37,16 @@ export function writeViewToUrl({ instrument, timeframe, indicators = [] }, { pus
   } else {
     window.history.replaceState(null, "", url);
   }
+}
+
+/** `href` with the view in its query; other parameters of the query stay. */
+export function viewUrl(href, { instrument, timeframe, indicators = [] }) {
+  const url = new URL(href);
+  url.searchParams.set("instrument", String(instrument));
+  url.searchParams.set("tf", timeframe);
+  url.searchParams.delete("ind");
+  url.search = [url.search.slice(1), ...indicators.map((value) => `ind=${encodeIndicator(value)}`)]
+    .filter(Boolean)
+    .join("&");
+  return url.href;
 }

@@ -5,7 +5,7 @@
 // Test hook: window.cryptostockAlerts = {connection, created, alerts}.
 
 import { ApiFormError, announce, apiRequest, refreshFragments } from "cryptostock/pages-api";
-import { PageFeed, showConnection, socketUrl } from "cryptostock/page-feed";
+import { LiveSocket, showConnection, socketUrl } from "cryptostock/live-socket";
 
 const root = document.querySelector("[data-alerts-page]");
 const form = root.querySelector("[data-rule-form]");
@@ -225,7 +225,7 @@ root.addEventListener("click", async (event) => {
 
 // --- Live alert pushes -------------------------------------------------------------------------
 
-const feed = new PageFeed(socketUrl(root.dataset.wsPath));
+const feed = new LiveSocket(socketUrl(root.dataset.wsPath));
 feed.addEventListener("status", (event) => {
   hook.connection = event.detail.state;
   showConnection(root.querySelector("[data-connection]"), event.detail.state);

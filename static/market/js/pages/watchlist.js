@@ -5,7 +5,7 @@
 // Test hook: window.cryptostockWatchlist = {connection, updates, liveBars, lastUpdate, instruments}.
 
 import { ApiFormError, announce, apiRequest, refreshFragments } from "cryptostock/pages-api";
-import { PageFeed, showConnection, socketUrl } from "cryptostock/page-feed";
+import { LiveSocket, showConnection, socketUrl } from "cryptostock/live-socket";
 import { sparklinePath, withBar } from "cryptostock/sparkline";
 
 const root = document.querySelector("[data-watchlist]");
@@ -73,7 +73,7 @@ function showBar(instrument, bar) {
   hook.lastUpdate = { instrument, time: bar.time, close: bar.close, shown: last.textContent };
 }
 
-const feed = new PageFeed(socketUrl(root.dataset.wsPath));
+const feed = new LiveSocket(socketUrl(root.dataset.wsPath));
 feed.addEventListener("status", (event) => {
   hook.connection = event.detail.state;
   showConnection(root.querySelector("[data-connection]"), event.detail.state);
@@ -91,7 +91,7 @@ feed.addEventListener("bar", (event) => {
 
 function followRows() {
   hook.instruments = rows().map((row) => Number.parseInt(row.dataset.instrument, 10));
-  feed.followOnly(hook.instruments.map((instrument) => ({ instrument, timeframe })));
+  feed.followSeries(hook.instruments.map((instrument) => ({ instrument, timeframe })));
 }
 
 // --- Changing the list -----------------------------------------------------------------------
@@ -200,7 +200,7 @@ async function refreshCollectorStates() {
 }
 
 followRows();
-feed.followChannel("collectors");
+feed.subscribe({ channel: "collectors" });
 feed.addEventListener("collector", () => refreshCollectorStates());
 feed.start();
 setInterval(refreshCollectorStates, COLLECTOR_REFRESH_MS);
