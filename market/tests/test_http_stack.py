@@ -27,6 +27,7 @@ async def request(path: str, headers: list[tuple[bytes, bytes]]) -> tuple[int, d
 
     communicator = HttpCommunicator(application, "GET", path, headers=[(b"host", b"127.0.0.1"), *headers])
     response = await communicator.get_response(timeout=10)
+    await communicator.wait(timeout=10)  # the application's own end: the request finished, its thread idle
     return response["status"], {name.lower(): value for name, value in response["headers"]}, response["body"]
 
 
@@ -55,3 +56,17 @@ async def test_errors_through_the_asgi_application_keep_the_api_error_shape(sett
     assert status in (401, 404)
     assert headers[b"content-type"] == b"application/json"
     assert set(json.loads(body)["error"]) == {"code", "message", "fields"}
+
+
+async def test_requests_reuse_the_worker_thread_of_an_earlier_request(settings, close_thread_connections):
+    """Not a new thread (and a second one to join it) per request, as asgiref's default would have."""
+    from cryptostock.asgi import django_asgi_app
+
+    settings.ALLOWED_HOSTS = ["127.0.0.1"]
+    await request("/api/v1/nothing-here/", [])
+    idle = list(django_asgi_app._idle)
+
+    await request("/api/v1/nothing-here/", [])
+
+    assert idle
+    assert django_asgi_app._idle == idle
