@@ -7,6 +7,7 @@ sees a bar that a rollback took back.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +15,8 @@ from typing import Any
 import orjson
 import pandas as pd
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from channels_redis.core import RedisChannelLayer
 from django.db import transaction
 
 from market.bars_cache import invalidate_cached_bars
@@ -108,9 +110,88 @@ def ensure_instrument(exchange_code: str, symbol: str) -> Instrument:
 
 
 def publish_bars(rows: Sequence[BarRow]) -> None:
+    """Broadcast bars to their groups (every group, whether anyone listens or not) and hand the final
+    ones to the alert rules."""
     _schedule_alert_evaluation(rows)
+    _broadcast(rows)
+
+
+def publish_bars_to_listeners(rows: Sequence[BarRow]) -> int:
+    """Like `publish_bars`, but broadcast only to the groups somebody listens to (asked in one round
+    trip, see `listened_groups`); the alert rules get every bar. Returns how many were broadcast.
+
+    For writers of many bars at once that few clients watch: the roll-up changes 5,000 bars a minute
+    for 1,000 instruments, and broadcasting all of them cost channels_redis two round trips each
+    (about a second), plus the live indicator values of every final one.
+    """
+    if not rows:
+        return 0
+    listened = async_to_sync(listened_groups)({bars_group(row.instrument_id, row.timeframe) for row in rows})
+    return announce_bars(rows, listened)
+
+
+def announce_bars(rows: Sequence[BarRow], listened: set[str]) -> int:
+    """Stored bars (after the commit): broadcast those of the `listened` groups, with the live
+    indicator values, and hand all of them to the alert rules; returns how many were broadcast.
+
+    The others are not broadcast: a message nobody receives costs channels_redis two round trips,
+    and a final bar's indicator values would be computed for nobody."""
+    _schedule_alert_evaluation(rows)
+    heard = [row for row in rows if bars_group(row.instrument_id, row.timeframe) in listened]
+    _broadcast(heard)
+    return len(heard)
+
+
+async def listened_groups(groups: set[str]) -> set[str]:
+    """The groups with at least one member (a subscribed client), asked of Redis in one round trip
+    per Redis connection (a Lua script), or of the in-process layer; with any other channel layer, all
+    of them.
+
+    Why: channels_redis spends two round trips on a group_send even to a group nobody is in, and a
+    collector catching up or replaying publishes thousands of bars nobody watches (the benchmark's
+    pipeline went from 9,000 to 99,000 messages/s with this). Safe: the bars are stored before this
+    check, and a client that subscribes after it gets them in its snapshot. Uses channels_redis
+    4.x's group key layout (pinned) and the in-memory layer's `groups`; on any error it answers "all
+    groups".
+    """
     layer = get_channel_layer()
-    if layer is None:
+    if layer is None or not groups:
+        return groups
+    try:
+        if isinstance(layer, InMemoryChannelLayer):
+            return {group for group in groups if layer.groups.get(group)}
+        if not isinstance(layer, RedisChannelLayer):
+            return groups
+        by_connection: dict[int, list[str]] = {}
+        for group in groups:
+            by_connection.setdefault(layer.consistent_hash(group), []).append(group)
+        oldest = int(time.time()) - layer.group_expiry
+        listened: set[str] = set()
+        for index, names in by_connection.items():
+            keys = [layer._group_key(group) for group in names]
+            found = await layer.connection(index).eval(_LISTENED_SCRIPT, len(keys), *keys, oldest)
+            listened.update(names[position - 1] for position in found)
+    except Exception:
+        log.warning("could not ask the channel layer who listens; publishing to every group", exc_info=True)
+        return groups
+    return listened
+
+
+# The (1-based) positions of the group keys with a member joined after ARGV[1]. One command with
+# a short answer: a pipeline of one ZCOUNT per group costs redis-py a parsed reply each (5,000
+# groups: 100 ms of CPU), while nearly every answer is "nobody".
+_LISTENED_SCRIPT = """
+local found = {}
+for i, key in ipairs(KEYS) do
+    if redis.call('ZCOUNT', key, ARGV[1], '+inf') > 0 then found[#found + 1] = i end
+end
+return found
+"""
+
+
+def _broadcast(rows: Sequence[BarRow]) -> None:
+    layer = get_channel_layer()
+    if layer is None or not rows:
         return
     from indicators.realtime import live_indicator_values  # imported here: indicators builds on market
 
