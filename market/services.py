@@ -7,7 +7,6 @@ sees a bar that a rollback took back.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -15,10 +14,10 @@ from typing import Any
 import orjson
 import pandas as pd
 from asgiref.sync import async_to_sync
-from channels.layers import InMemoryChannelLayer, get_channel_layer
-from channels_redis.core import RedisChannelLayer
+from channels.layers import get_channel_layer
 from django.db import transaction
 
+from market import group_batch
 from market.bars_cache import invalidate_cached_bars
 from market.barstore import BarRow, UpsertResult, upsert_bar_frame, upsert_bars
 from market.collector_health import HealthSnapshot
@@ -143,50 +142,9 @@ def announce_bars(rows: Sequence[BarRow], listened: set[str]) -> int:
 
 
 async def listened_groups(groups: set[str]) -> set[str]:
-    """The groups with at least one member (a subscribed client), asked of Redis in one round trip
-    per Redis connection (a Lua script), or of the in-process layer; with any other channel layer, all
-    of them.
-
-    Why: channels_redis spends two round trips on a group_send even to a group nobody is in, and a
-    collector catching up or replaying publishes thousands of bars nobody watches (the benchmark's
-    pipeline went from 9,000 to 99,000 messages/s with this). Safe: the bars are stored before this
-    check, and a client that subscribes after it gets them in its snapshot. Uses channels_redis
-    4.x's group key layout (pinned) and the in-memory layer's `groups`; on any error it answers "all
-    groups".
-    """
-    layer = get_channel_layer()
-    if layer is None or not groups:
-        return groups
-    try:
-        if isinstance(layer, InMemoryChannelLayer):
-            return {group for group in groups if layer.groups.get(group)}
-        if not isinstance(layer, RedisChannelLayer):
-            return groups
-        by_connection: dict[int, list[str]] = {}
-        for group in groups:
-            by_connection.setdefault(layer.consistent_hash(group), []).append(group)
-        oldest = int(time.time()) - layer.group_expiry
-        listened: set[str] = set()
-        for index, names in by_connection.items():
-            keys = [layer._group_key(group) for group in names]
-            found = await layer.connection(index).eval(_LISTENED_SCRIPT, len(keys), *keys, oldest)
-            listened.update(names[position - 1] for position in found)
-    except Exception:
-        log.warning("could not ask the channel layer who listens; publishing to every group", exc_info=True)
-        return groups
-    return listened
-
-
-# The (1-based) positions of the group keys with a member joined after ARGV[1]. One command with
-# a short answer: a pipeline of one ZCOUNT per group costs redis-py a parsed reply each (5,000
-# groups: 100 ms of CPU), while nearly every answer is "nobody".
-_LISTENED_SCRIPT = """
-local found = {}
-for i, key in ipairs(KEYS) do
-    if redis.call('ZCOUNT', key, ARGV[1], '+inf') > 0 then found[#found + 1] = i end
-end
-return found
-"""
+    """The groups with at least one member, asked of the configured channel layer in one round trip
+    (`market.group_batch`); all of them if it cannot tell."""
+    return await group_batch.listened_groups(get_channel_layer(), groups)
 
 
 def _broadcast(rows: Sequence[BarRow]) -> None:
@@ -200,14 +158,9 @@ def _broadcast(rows: Sequence[BarRow]) -> None:
         # Indicator panes update with final bars: the indicators app's latest values, O(1) per bar.
         message = bar_message(row, live_indicator_values(row) if row.final else None)
         messages.append((message["group"], message))
-    # One trip into the event loop for the whole batch: a roll-up publishes thousands of bars at once,
-    # and an async_to_sync per bar costs more than the send itself.
-    async_to_sync(_send_all)(layer, messages)
-
-
-async def _send_all(layer: Any, messages: list[tuple[str, dict[str, Any]]]) -> None:
-    for group, message in messages:
-        await layer.group_send(group, message)
+    # One trip into the event loop for the whole batch, and on Redis three round trips for all the
+    # groups instead of four per group: a roll-up publishes hundreds of bars at once.
+    async_to_sync(group_batch.send_to_groups)(layer, messages)
 
 
 def _schedule_alert_evaluation(rows: Sequence[BarRow]) -> None:

@@ -12,7 +12,7 @@ from channels.layers import get_channel_layer
 
 from market.barstore import BarRow
 from market.groups import bars_group
-from market.services import listened_groups, publish_bars_to_listeners, store_bars
+from market.services import listened_groups, publish_bars, publish_bars_to_listeners, store_bars
 
 pytestmark = pytest.mark.django_db(transaction=True)  # publishing waits for the commit
 
@@ -95,3 +95,25 @@ def test_publishing_to_listeners_broadcasts_only_the_watched_feeds(instrument):
     received = async_to_sync(asyncio.wait_for)(layer.receive(channel), 2)
     assert broadcast == 1
     assert (received["timeframe"], received["bar"]["close"]) == ("1h", 10.5)
+
+
+def test_bars_of_many_groups_reach_every_member_in_the_order_published(instrument):
+    layer = get_channel_layer()
+    everything, hourly_only = async_to_sync(layer.new_channel)(), async_to_sync(layer.new_channel)()
+    for timeframe in ("1h", "4h"):
+        async_to_sync(layer.group_add)(bars_group(instrument.pk, timeframe), everything)
+    async_to_sync(layer.group_add)(bars_group(instrument.pk, "1h"), hourly_only)
+    rows = [
+        BarRow(instrument.pk, timeframe, START + timedelta(hours=4 * n), 10, 11, 9, 10 + n, 5, 3, None, False)
+        for n in range(3)
+        for timeframe in ("1h", "4h")
+    ]
+
+    publish_bars(rows)
+
+    async def receive(channel: str, count: int) -> list[tuple[str, float]]:
+        messages = [await asyncio.wait_for(layer.receive(channel), 2) for _ in range(count)]
+        return [(message["timeframe"], message["bar"]["close"]) for message in messages]
+
+    assert async_to_sync(receive)(everything, 6) == [(row.timeframe, row.close) for row in rows]
+    assert async_to_sync(receive)(hourly_only, 3) == [("1h", 10), ("1h", 11), ("1h", 12)]
