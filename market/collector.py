@@ -29,7 +29,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
 from django.db import DatabaseError, InterfaceError, close_old_connections
 
 from market.bars import MINUTE_MS, BarBuilder, MinuteBar
@@ -41,10 +40,11 @@ from market.market_hours import MarketHours
 from market.models import Bar, Instrument
 from market.reconcile import Verdict, reconcile
 from market.services import (
+    announce_bars,
     apublish_bar,
     apublish_collector_state,
     aschedule_intrabar_alerts,
-    publish_bars,
+    listened_groups,
     store_bars,
     utc_from_ms,
 )
@@ -161,61 +161,6 @@ def backfill_gap(instrument_id: int, start_ms: int, end_ms: int) -> None:
 
     close_old_connections()
     request_gap_fill(instrument_id, utc_from_ms(start_ms), utc_from_ms(end_ms))
-
-
-async def listened_groups(groups: set[str]) -> set[str]:
-    """The groups with at least one member (a subscribed client), asked of Redis in one pipelined
-    round trip; with any other channel layer, all of them.
-
-    Why: channels_redis spends two round trips on a group_send even to a group nobody is in, and a
-    collector catching up or replaying publishes thousands of bars nobody watches (the benchmark's
-    pipeline went from 9,000 to 99,000 messages/s with this). Safe: the bars are stored before this
-    check, and a client that subscribes after it gets them in its snapshot. Uses channels_redis
-    4.x's group key layout (pinned); on any error it answers "all groups".
-    """
-    layer = get_channel_layer()
-    try:
-        from channels_redis.core import RedisChannelLayer
-    except ImportError:  # pragma: no cover - channels_redis is a dependency
-        return groups
-    if not isinstance(layer, RedisChannelLayer) or not groups:
-        return groups
-    try:
-        by_connection: dict[int, list[str]] = {}
-        for group in groups:
-            by_connection.setdefault(layer.consistent_hash(group), []).append(group)
-        oldest = int(time.time()) - layer.group_expiry
-        listened: set[str] = set()
-        for index, names in by_connection.items():
-            pipe = layer.connection(index).pipeline()
-            for group in names:
-                pipe.zcount(layer._group_key(group), oldest, "+inf")
-            counts = await pipe.execute()
-            listened.update(group for group, count in zip(names, counts, strict=True) if count)
-    except Exception:
-        log.warning("could not ask the channel layer who listens; publishing to every group", exc_info=True)
-        return groups
-    return listened
-
-
-def announce_bars(rows: Sequence[BarRow], listened: set[str]) -> int:
-    """Tell the product about stored final bars (in a worker thread, after the commit); returns how
-    many were broadcast. `services.publish_bars` for the instruments someone listens to (the
-    WebSocket message with the live indicator values, and the alert rules); for the others only the
-    alert rules (`alerts.services.on_bars_stored`, what publish_bars calls too), since a broadcast
-    nobody receives costs channels_redis two round trips per bar."""
-    heard = [row for row in rows if bars_group(row.instrument_id, row.timeframe) in listened]
-    unheard = [row for row in rows if bars_group(row.instrument_id, row.timeframe) not in listened]
-    if heard:
-        publish_bars(heard)
-    if unheard:
-        from alerts.services import on_bars_stored  # imported here: alerts builds on market
-
-        try:
-            on_bars_stored(unheard)
-        except Exception:  # as in publish_bars: alerts failing never stops the bars
-            log.exception("could not schedule alert evaluation for %d bars", len(unheard))
-    return len(heard)
 
 
 def _store(rows: Sequence[BarRow]) -> None:

@@ -221,3 +221,19 @@ def test_a_stock_vwap_rule_sees_the_session_vwap_the_chart_shows(btc, make_rule)
     # Then the firing's value is the VWAP of all 60 bars (typical price = close here, equal volumes)
     [firing] = AlertFiring.objects.filter(rule=rule)
     assert firing.value == pytest.approx(sum(closes) / len(closes), rel=1e-12)
+
+
+def test_a_rolled_up_bar_that_nobody_watches_still_fires_its_rules(btc, make_rule, django_capture_on_commit_callbacks):
+    # Given an hourly rule, and the 1m bars up to 2017-11-05 00:59 stored; no client watches any feed
+    from market.rollup import roll_up
+
+    rule = make_rule(timeframe="1h", condition=Condition.GREATER_THAN, level=0.0001)
+    frame = btc_frame(200)
+    store_frame(btc, frame[frame["date"] < utc("2017-11-05 01:00")])
+
+    # When the roll-up runs just after 01:00 and publishes after its commit
+    with django_capture_on_commit_callbacks(execute=True):
+        roll_up(utc("2017-11-05 01:00") + timedelta(seconds=30))
+
+    # Then the hour that just closed was judged: broadcasting only to listeners skips no alert rule
+    assert fired_minutes(rule) == ["2017-11-05 00:00"]

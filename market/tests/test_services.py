@@ -1,4 +1,4 @@
-"""market.services.store_bars: what reaches the Channels group after a write."""
+"""market.services: what reaches the Channels groups after a write, and who is asked to listen."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from channels.layers import get_channel_layer
 
 from market.barstore import BarRow
 from market.groups import bars_group
-from market.services import store_bars
+from market.services import listened_groups, publish_bars, publish_bars_to_listeners, store_bars
 
 pytestmark = pytest.mark.django_db(transaction=True)  # publishing waits for the commit
 
@@ -67,3 +67,53 @@ def test_only_the_corrected_bar_is_published_again(instrument):
     messages = published_after(instrument.pk, lambda: store_bars([bars[0], corrected, bars[2]]))
 
     assert [message["bar"]["close"] for message in messages] == [11.9]
+
+
+def test_the_layer_names_only_the_groups_somebody_listens_to(instrument):
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    watched, unwatched = bars_group(instrument.pk, "1h"), bars_group(instrument.pk, "4h")
+    async_to_sync(layer.group_add)(watched, channel)
+
+    assert async_to_sync(listened_groups)({watched, unwatched}) == {watched}
+
+    async_to_sync(layer.group_discard)(watched, channel)
+    assert async_to_sync(listened_groups)({watched, unwatched}) == set()
+
+
+def test_publishing_to_listeners_broadcasts_only_the_watched_feeds(instrument):
+    rows = [
+        BarRow(instrument.pk, "1h", START, 10, 11, 9, 10.5, 5, 3, None, False),
+        BarRow(instrument.pk, "4h", START, 10, 11, 9, 10.5, 5, 3, None, False),
+    ]
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(bars_group(instrument.pk, "1h"), channel)
+
+    broadcast = publish_bars_to_listeners(rows)
+
+    received = async_to_sync(asyncio.wait_for)(layer.receive(channel), 2)
+    assert broadcast == 1
+    assert (received["timeframe"], received["bar"]["close"]) == ("1h", 10.5)
+
+
+def test_bars_of_many_groups_reach_every_member_in_the_order_published(instrument):
+    layer = get_channel_layer()
+    everything, hourly_only = async_to_sync(layer.new_channel)(), async_to_sync(layer.new_channel)()
+    for timeframe in ("1h", "4h"):
+        async_to_sync(layer.group_add)(bars_group(instrument.pk, timeframe), everything)
+    async_to_sync(layer.group_add)(bars_group(instrument.pk, "1h"), hourly_only)
+    rows = [
+        BarRow(instrument.pk, timeframe, START + timedelta(hours=4 * n), 10, 11, 9, 10 + n, 5, 3, None, False)
+        for n in range(3)
+        for timeframe in ("1h", "4h")
+    ]
+
+    publish_bars(rows)
+
+    async def receive(channel: str, count: int) -> list[tuple[str, float]]:
+        messages = [await asyncio.wait_for(layer.receive(channel), 2) for _ in range(count)]
+        return [(message["timeframe"], message["bar"]["close"]) for message in messages]
+
+    assert async_to_sync(receive)(everything, 6) == [(row.timeframe, row.close) for row in rows]
+    assert async_to_sync(receive)(hourly_only, 3) == [("1h", 10), ("1h", 11), ("1h", 12)]
