@@ -73,14 +73,15 @@ def _macd(bars: Bars, p: dict[str, Any], context: Context) -> Outputs:
 
 def bollinger_extras(source: FloatArray, upper: FloatArray, middle: FloatArray, lower: FloatArray) -> Outputs:
     """Bandwidth (percent of the middle band) and %B; %B has no value while the bands touch."""
-    width = upper - lower
-    # In place: a million bars make each temporary array cost about as much as the sum it holds.
-    bandwidth = np.multiply(width, 100.0)
+    # In place, and the width array becomes the bandwidth: over a million bars each temporary
+    # array costs about as much as the arithmetic, more once the allocator hands out fresh pages.
+    bandwidth = np.subtract(upper, lower)
     percent_b = np.subtract(source, lower)
     with np.errstate(divide="ignore", invalid="ignore"):
+        percent_b /= bandwidth
+        percent_b[bandwidth <= 0] = np.nan  # where the width is NaN, so is %B already
+        bandwidth *= 100.0
         bandwidth /= middle
-        percent_b /= width
-    percent_b[width <= 0] = np.nan  # where the width is NaN, so is %B already
     return {"bandwidth": bandwidth, "percent_b": percent_b}
 
 
