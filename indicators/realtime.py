@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from bisect import bisect_right
+from collections.abc import Sequence
 from functools import lru_cache
 
 from indicators import queries
@@ -41,16 +43,31 @@ def window_bars(timeframe: str) -> int:
 
 def live_indicator_values(row: BarRow) -> dict[str, Values] | None:
     """The published indicators' values at `row`, a final bar just stored; None if not available."""
-    if not row.final:
-        return None
-    series_key = (row.instrument_id, row.timeframe)
-    try:
-        with _lock:
-            return _advance(series_key, row)
-    except Exception:
-        log.exception("live indicators failed for %s %s; reopening on the next bar", *series_key)
-        _series.pop(series_key, None)
-        return None
+    return live_indicator_values_many([row])[0]
+
+
+def live_indicator_values_many(rows: Sequence[BarRow]) -> list[dict[str, Values] | None]:
+    """`live_indicator_values` of each of `rows` (stored bars, in the order they were stored;
+    non-final ones get None). Each series' gaps are looked up in one query for the whole batch, not
+    one per bar: a catch-up publishes thousands of bars of a series, many of them after a minute
+    without trades."""
+    values: list[dict[str, Values] | None] = [None] * len(rows)
+    by_series: dict[tuple[int, str], list[int]] = {}
+    for index, row in enumerate(rows):
+        if row.final:
+            by_series.setdefault((row.instrument_id, row.timeframe), []).append(index)
+    with _lock:
+        for series_key, indexes in by_series.items():
+            series_rows = [rows[index] for index in indexes]
+            try:
+                series_values = _advance_series(series_key, series_rows)
+            except Exception:
+                log.exception("live indicators failed for %s %s; reopening on the next bar", *series_key)
+                _series.pop(series_key, None)
+                continue
+            for index, value in zip(indexes, series_values, strict=True):
+                values[index] = value
+    return values
 
 
 def forget_live_state() -> None:
@@ -59,33 +76,49 @@ def forget_live_state() -> None:
         _series.clear()
 
 
-def _advance(series_key: tuple[int, str], row: BarRow) -> dict[str, Values] | None:
-    time = int(row.time.timestamp())
-    live = _series.get(series_key)
-    if (
-        live is not None
-        and live.last_time is not None
-        and time > live.last_time
-        and _follows(row, live.last_time, time)
-    ):
-        values = live.update(LiveBar(time, row.open, row.high, row.low, row.close, row.volume))
-        return dict(values)
-    live = _open(*series_key, time)
-    if live is None:
-        _series.pop(series_key, None)
-        return None
-    _series[series_key] = live
-    return dict(live.values)
+def _advance_series(series_key: tuple[int, str], rows: list[BarRow]) -> list[dict[str, Values] | None]:
+    step = timeframe_seconds(series_key[1])
+    stored: StoredTimes | None = None
+    values: list[dict[str, Values] | None] = []
+    for row in rows:
+        time = int(row.time.timestamp())
+        live = _series.get(series_key)
+        if live is not None and live.last_time is not None and time > live.last_time:
+            follows = time - live.last_time == step
+            if not follows:  # a gap: is it one without trades, or are there stored bars we did not see?
+                if stored is None or live.last_time < stored.start:  # (after a reopen at an older bar)
+                    stored = StoredTimes.between(series_key, live.last_time, rows)
+                follows = stored.none_between(live.last_time, time)
+            if follows:
+                values.append(dict(live.update(LiveBar(time, row.open, row.high, row.low, row.close, row.volume))))
+                continue
+        live = _open(*series_key, time)
+        if live is None:
+            _series.pop(series_key, None)
+            values.append(None)
+            continue
+        _series[series_key] = live
+        values.append(dict(live.values))
+    return values
 
 
-def _follows(row: BarRow, last_time: int, time: int) -> bool:
-    """Whether no stored bar lies between the last bar seen and this one (gaps without trades are normal)."""
-    if time - last_time == timeframe_seconds(row.timeframe):
-        return True
-    between = Bar.objects.for_series(row.instrument_id, row.timeframe).filter(
-        time__gt=queries.utc(last_time), time__lt=row.time
-    )
-    return not between.exists()
+class StoredTimes:
+    """The times of a series' stored bars over a batch's span, read once (epoch seconds, sorted)."""
+
+    def __init__(self, start: int, end: int, times: list[int]) -> None:
+        self.start, self.end, self.times = start, end, times
+
+    @classmethod
+    def between(cls, series_key: tuple[int, str], last_time: int, rows: Sequence[BarRow]) -> StoredTimes:
+        """Covering (last_time, the batch's last bar]: the later rows' gaps need no query of their own."""
+        end = max(int(row.time.timestamp()) for row in rows)
+        times = Bar.objects.for_series(*series_key).filter(time__gt=queries.utc(last_time), time__lte=queries.utc(end))
+        return cls(last_time, end, sorted(int(t.timestamp()) for t in times.values_list("time", flat=True)))
+
+    def none_between(self, after: int, before: int) -> bool:
+        """Whether no stored bar lies strictly between the two times (both inside the span read)."""
+        index = bisect_right(self.times, after)
+        return index == len(self.times) or self.times[index] >= before
 
 
 def _open(instrument_id: int, timeframe: str, time: int) -> LiveIndicators | None:

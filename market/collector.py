@@ -43,8 +43,8 @@ from market.reconcile import Verdict, reconcile
 from market.services import (
     apublish_bar,
     apublish_collector_state,
+    apublish_stored_bars,
     aschedule_intrabar_alerts,
-    publish_bars,
     store_bars,
     utc_from_ms,
 )
@@ -198,26 +198,6 @@ async def listened_groups(groups: set[str]) -> set[str]:
     return listened
 
 
-def announce_bars(rows: Sequence[BarRow], listened: set[str]) -> int:
-    """Tell the product about stored final bars (in a worker thread, after the commit); returns how
-    many were broadcast. `services.publish_bars` for the instruments someone listens to (the
-    WebSocket message with the live indicator values, and the alert rules); for the others only the
-    alert rules (`alerts.services.on_bars_stored`, what publish_bars calls too), since a broadcast
-    nobody receives costs channels_redis two round trips per bar."""
-    heard = [row for row in rows if bars_group(row.instrument_id, row.timeframe) in listened]
-    unheard = [row for row in rows if bars_group(row.instrument_id, row.timeframe) not in listened]
-    if heard:
-        publish_bars(heard)
-    if unheard:
-        from alerts.services import on_bars_stored  # imported here: alerts builds on market
-
-        try:
-            on_bars_stored(unheard)
-        except Exception:  # as in publish_bars: alerts failing never stops the bars
-            log.exception("could not schedule alert evaluation for %d bars", len(unheard))
-    return len(heard)
-
-
 def _store(rows: Sequence[BarRow]) -> None:
     # Published by the collector once this returns, i.e. after the commit.
     store_bars(rows, publish=False)
@@ -272,6 +252,9 @@ class Collector:
     _pending: list[BarRow] = field(default_factory=list)
     _flush_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _flush_wanted: asyncio.Event = field(default_factory=asyncio.Event)
+    _unpublished: list[BarRow] = field(default_factory=list)  # stored, in order, not yet published
+    _publish_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _publish_wanted: asyncio.Event = field(default_factory=asyncio.Event)
     _db_retry_at: float | None = None
     _failures_seen: int = 0
     _idle: bool = False
@@ -302,7 +285,11 @@ class Collector:
             self._track(symbol, instrument_id)
         self._subscription = Subscription(resume)
         log.info("collecting %s for %s", self.source.name, ", ".join(sorted(instruments)) or "no instruments yet")
-        helpers = [self._flush_periodically(), self._publish_partials_periodically()]
+        helpers = [
+            self._flush_periodically(),
+            self._publish_stored_continuously(),
+            self._publish_partials_periodically(),
+        ]
         if self.symbols_refresh_seconds:
             helpers.append(self._follow_instruments())
         if self.health_seconds:
@@ -539,11 +526,10 @@ class Collector:
                 # Stopping (SIGTERM) while the worker thread writes: it finishes anyway, so wait for
                 # it and count (or keep) its bars rather than lose track of them.
                 await asyncio.wait([store])
-                self._stored(rows, store)
+                self._queue_publish(self._stored(rows, store))
                 raise
-            stored = self._stored(rows, store)
             # Still under the lock: the next batch's bars must not overtake these on their way out.
-            await self._publish(stored)
+            self._queue_publish(self._stored(rows, store))
 
     def _stored(self, rows: list[BarRow], store: asyncio.Future[list[BarRow]]) -> list[BarRow]:
         """The bars a finished store wrote; on a database error they go back to the buffer."""
@@ -574,12 +560,37 @@ class Collector:
             log.error("bar buffer full (%d): dropped the %d oldest bars", self.max_buffered, excess)
             del self._pending[:excess]
 
+    def _queue_publish(self, rows: list[BarRow]) -> None:
+        """Stored bars go to the publisher: the flusher goes on storing while Redis is asked, and the
+        publisher takes everything that piled up meanwhile as one batch."""
+        if rows:
+            self._unpublished.extend(rows)
+            self._publish_wanted.set()
+
+    async def _publish_stored_continuously(self) -> None:
+        while True:
+            await self._publish_wanted.wait()
+            self._publish_wanted.clear()
+            await self.publish_stored()
+
+    async def publish_stored(self) -> None:
+        """Publish the stored bars not published yet, in the order they were stored."""
+        async with self._publish_lock:
+            while self._unpublished:
+                rows, self._unpublished = self._unpublished, []
+                sending = asyncio.ensure_future(self._publish(rows))
+                try:
+                    await asyncio.wait([sending])  # as with the store: cancelling this does not cancel the sends
+                except asyncio.CancelledError:
+                    # Stopping: let the batch on its way finish (half a batch to a client is worse than
+                    # none); what is still queued is published by shutdown.
+                    await asyncio.wait([sending])
+                    raise
+
     async def _publish(self, rows: Sequence[BarRow]) -> None:
-        if not rows:
-            return
         try:
             listened = await listened_groups({bars_group(row.instrument_id, row.timeframe) for row in rows})
-            self.stats.finals_published += await sync_to_async(announce_bars)(rows, listened)
+            self.stats.finals_published += await apublish_stored_bars(rows, listened)
         except Exception:  # a channel layer outage must not lose stored bars or stop collecting
             log.exception("could not publish %d final bars", len(rows))
 
@@ -615,6 +626,7 @@ class Collector:
             if tracked.builder.current is not None:
                 self._pending.append(to_row(tracked.instrument_id, tracked.builder.current, final=False))
         await self.flush(force=True)
+        await self.publish_stored()
         if self._pending:
             log.error(
                 "%s: stopped with %d bars not stored (the database is unreachable)", self.name, len(self._pending)

@@ -15,6 +15,7 @@ from indicators.compute import compute_many
 from indicators.tests.conftest import rows_of
 from market.groups import bars_group
 from market.services import publish_bars, store_bars
+from market.tests.broadcasts import bar_frames
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -93,10 +94,37 @@ def test_published_final_bars_carry_the_indicators_on_the_channel_group(instrume
     row = rows_of(instrument.pk, history.slice(HISTORY, HISTORY + 1))[0]
     store_bars([row], publish=False)
     publish_bars([row])
-    message = async_to_sync(layer.receive)(channel)
+    [message] = bar_frames([async_to_sync(layer.receive)(channel)])
     assert message["bar"]["close"] == row.close
     assert message["indicators"]["rsi"]["rsi"] == pytest.approx(
         compute_many(default_specs(), history.slice(0, HISTORY + 1))["rsi"]["rsi"][-1], rel=1e-9
     )
     assert set(message["indicators"]) == {spec.key for spec in default_specs()}
     assert all(np.isfinite(v) for outputs in message["indicators"].values() for v in outputs.values())
+
+
+def test_a_batch_gets_the_values_each_bar_gets_alone_and_reads_its_gaps_once(instrument, history, monkeypatch):
+    # Given a batch with minutes without trades (never stored) and one bar stored but not published
+    store_and_value(instrument, history, HISTORY)
+    rows = rows_of(instrument.pk, history.slice(HISTORY + 1, HISTORY + 60))
+    stored = [row for n, row in enumerate(rows) if n % 7 != 3]
+    store_bars(stored, publish=False)
+    batch = stored[:20] + stored[21:]
+    reads = []
+    original = realtime.StoredTimes.between
+
+    def spy(*args: Any) -> Any:
+        reads.append(args)
+        return original(*args)
+
+    # When the batch gets its values in one call
+    monkeypatch.setattr(realtime.StoredTimes, "between", spy)
+    together = realtime.live_indicator_values_many(batch)
+
+    # Then the gaps were read once, and every bar has the values it gets when published alone
+    assert len(reads) == 1
+    realtime.forget_live_state()
+    realtime.live_indicator_values(rows_of(instrument.pk, history.slice(HISTORY, HISTORY + 1))[0])
+    alone = [realtime.live_indicator_values(row) for row in batch]
+    assert together == alone
+    assert all(values is not None for values in together)

@@ -21,6 +21,7 @@ from market.collector import Collector, in_shard
 from market.groups import bars_group
 from market.models import Bar, CollectorStatus, Instrument
 from market.sources.base import ClockEvent, GapEvent, Source, SourceEvent, TradeEvent, as_subscription
+from market.tests.broadcasts import bar_frames
 from market.tests.conftest import SAMPLE_DATA
 from market.tests.servers.binance import BinanceServer, messages_from_cryptofeed
 
@@ -171,10 +172,11 @@ async def test_partial_bars_are_throttled_and_final_bars_published_once(instrume
                 received.append(await layer.receive(channel))
         except TimeoutError:
             break
-    finals = [m for m in received if m["bar"]["final"]]
+    frames = bar_frames(received)
+    finals = [f for f in frames if f["bar"]["final"]]
     assert len(finals) == 1
     assert finals[0]["bar"]["trades"] == 100
-    assert len(received) == 1 + collector.stats.partials_published
+    assert len(frames) == 1 + collector.stats.partials_published
 
 
 async def test_a_late_trade_within_the_grace_period_corrects_the_stored_bar_and_republishes_it(instrument):

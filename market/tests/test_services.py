@@ -10,9 +10,11 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from market import services
 from market.barstore import BarRow
 from market.groups import bars_group
 from market.services import store_bars
+from market.tests.broadcasts import bar_frames
 
 pytestmark = pytest.mark.django_db(transaction=True)  # publishing waits for the commit
 
@@ -27,7 +29,7 @@ def minute_bars(instrument_id: int, count: int) -> list[BarRow]:
 
 
 def published_after(instrument_id: int, write: Any) -> list[dict[str, Any]]:
-    """The bar messages a group member receives for what `write()` stores."""
+    """The bar frames a group member receives for what `write()` stores."""
     layer = get_channel_layer()
     channel = async_to_sync(layer.new_channel)()
     async_to_sync(layer.group_add)(bars_group(instrument_id, "1m"), channel)
@@ -39,9 +41,17 @@ def published_after(instrument_id: int, write: Any) -> list[dict[str, Any]]:
             try:
                 received.append(await asyncio.wait_for(layer.receive(channel), 0.5))
             except TimeoutError:
-                return received
+                return bar_frames(received)
 
     return async_to_sync(drain)()
+
+
+async def nothing_more(layer: Any, channel: str) -> bool:
+    try:
+        await asyncio.wait_for(layer.receive(channel), 0.3)
+    except TimeoutError:
+        return True
+    return False
 
 
 def test_new_bars_are_published_once_each(instrument):
@@ -67,3 +77,35 @@ def test_only_the_corrected_bar_is_published_again(instrument):
     messages = published_after(instrument.pk, lambda: store_bars([bars[0], corrected, bars[2]]))
 
     assert [message["bar"]["close"] for message in messages] == [11.9]
+
+
+def test_a_write_of_many_bars_reaches_a_member_as_one_message_per_series_in_order(instrument):
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(bars_group(instrument.pk, "1m"), channel)
+    five_minute = [row._replace(timeframe="5m") for row in minute_bars(instrument.pk, 2)]
+
+    # When one write stores 4 bars of the 1m series and 2 of the 5m one
+    store_bars(minute_bars(instrument.pk, 4) + five_minute)
+
+    # Then the member of the 1m group gets one message with its 4 bars, oldest first, and nothing else
+    message = async_to_sync(layer.receive)(channel)
+    assert (message["type"], message["instrument"], message["timeframe"]) == ("bars.update", instrument.pk, "1m")
+    assert [(item["final"], item["time"]) for item in message["bars"]] == [
+        (True, int((START + timedelta(minutes=n)).timestamp())) for n in range(4)
+    ]
+    assert [frame["bar"]["close"] for frame in bar_frames([message])] == [10.5, 11.5, 12.5, 13.5]
+    assert async_to_sync(nothing_more)(layer, channel)
+
+
+def test_a_batch_larger_than_a_message_is_split_in_order(instrument, monkeypatch):
+    monkeypatch.setattr(services, "MAX_BARS_PER_MESSAGE", 2)
+    layer = get_channel_layer()
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(layer.group_add)(bars_group(instrument.pk, "1m"), channel)
+
+    store_bars(minute_bars(instrument.pk, 5))
+
+    messages = [async_to_sync(layer.receive)(channel) for _ in range(3)]
+    assert [len(message["bars"]) for message in messages] == [2, 2, 1]
+    assert [frame["bar"]["close"] for frame in bar_frames(messages)] == [10.5, 11.5, 12.5, 13.5, 14.5]
