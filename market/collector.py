@@ -501,6 +501,10 @@ class Collector:
         self._flush_wanted.set()
         if len(self._pending) >= 4 * self.flush_bars and self._db_retry_at is None:
             await self.flush()
+        if len(self._unpublished) >= 4 * self.flush_bars:
+            # Publishing (the live indicators, mostly) lags behind storing: wait for it rather than
+            # let stored bars and their encoded messages pile up in memory during a catch-up.
+            await self.publish_stored()
 
     async def _flush_periodically(self) -> None:
         while True:
@@ -562,7 +566,7 @@ class Collector:
 
     def _queue_publish(self, rows: list[BarRow]) -> None:
         """Stored bars go to the publisher: the flusher goes on storing while Redis is asked, and the
-        publisher takes everything that piled up meanwhile as one batch."""
+        publisher takes what piled up meanwhile as one batch."""
         if rows:
             self._unpublished.extend(rows)
             self._publish_wanted.set()
@@ -577,7 +581,9 @@ class Collector:
         """Publish the stored bars not published yet, in the order they were stored."""
         async with self._publish_lock:
             while self._unpublished:
-                rows, self._unpublished = self._unpublished, []
+                # In rounds of a bounded size: a round's messages are all in memory at once.
+                rows = self._unpublished[: 4 * self.flush_bars]
+                del self._unpublished[: len(rows)]
                 sending = asyncio.ensure_future(self._publish(rows))
                 try:
                     await asyncio.wait([sending])  # as with the store: cancelling this does not cancel the sends
