@@ -2,8 +2,11 @@
 
 Each process keeps one `LiveIndicators` per series it has published, opened on a window of the
 series' recent stored bars the first time and then advanced by one O(1) update per closed bar
-(~20 microseconds for the 13 indicators). It is reopened from the database when the bar does not
+(~20-40 microseconds for the 13 indicators). It is reopened from the database when the bar does not
 follow the last one it saw: a correction of an older bar, or bars stored without being published.
+Many bars of a series published at once (a collector catching up) get their values from one
+vectorized pass of the batch indicators over the stored bars instead, and the series is reopened
+after the last of them.
 
 Publishing must never fail because of indicators: an error is logged and the bar goes out with
 `"indicators": null`.
@@ -12,14 +15,20 @@ Publishing must never fail because of indicators: an error is logged and the bar
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from bisect import bisect_right
 from collections.abc import Sequence
 from functools import lru_cache
+from itertools import pairwise
+
+import numpy as np
 
 from indicators import queries
 from indicators.catalogue import IndicatorSpec, default_specs
+from indicators.compute import compute_many
 from indicators.live import LiveBar, LiveIndicators, Values
+from indicators.series import FloatArray
 from market.barstore import BarRow
 from market.models import Bar, Instrument
 from market.timeframes import timeframe_seconds
@@ -76,7 +85,17 @@ def forget_live_state() -> None:
         _series.clear()
 
 
+# From this many final bars of a series in one call on, their values come from one vectorized pass
+# over the stored bars (about 1 ms for 13 indicators over a few thousand bars) instead of a stream
+# update per bar (about 40 microseconds each): a catch-up publishes thousands at once.
+BATCH_MIN_BARS = 64
+
+
 def _advance_series(series_key: tuple[int, str], rows: list[BarRow]) -> list[dict[str, Values] | None]:
+    if len(rows) >= BATCH_MIN_BARS:
+        batch = _batch_values(series_key, rows)
+        if batch is not None:
+            return batch
     step = timeframe_seconds(series_key[1])
     stored: StoredTimes | None = None
     values: list[dict[str, Values] | None] = []
@@ -119,6 +138,48 @@ class StoredTimes:
         """Whether no stored bar lies strictly between the two times (both inside the span read)."""
         index = bisect_right(self.times, after)
         return index == len(self.times) or self.times[index] >= before
+
+
+def _batch_values(series_key: tuple[int, str], rows: list[BarRow]) -> list[dict[str, Values] | None] | None:
+    """The values at each of `rows` from the batch indicators over the stored bars (a window before
+    the first row, then every stored bar up to the last, published or not), and the live series
+    reopened at the last row; None (the caller goes bar by bar) unless the rows are stored and in
+    time order. The values equal the bar-by-bar ones to the indicators' seed tolerance, as after
+    any reopen."""
+    times = [int(row.time.timestamp()) for row in rows]
+    if any(later <= earlier for earlier, later in pairwise(times)):
+        return None  # a correction of an older bar in the batch: reopened bar by bar
+    instrument_id, timeframe = series_key
+    instrument = Instrument.objects.select_related("exchange").filter(pk=instrument_id).first()
+    if instrument is None:
+        return None
+    size = window_bars(timeframe)
+    bars = queries.load_bars(instrument_id, timeframe, times[0], times[-1] + 1, before=size - 1)
+    positions = np.searchsorted(bars.time, times)
+    if positions[-1] >= len(bars) or not np.array_equal(bars.time[positions], times):
+        return None  # not stored (yet)
+    context = queries.instrument_context(instrument)
+    offset = queries.obv_at(instrument_id, timeframe, int(bars.time[0])) - float(bars.volume[0])
+    columns: list[tuple[str, str, list[float]]] = []
+    obv: FloatArray | None = None  # as TA-Lib counts it over `bars`: from the first bar's volume
+    for spec in live_specs():
+        for output, series in compute_many([spec], bars, context)[spec.key].items():
+            if spec.name == "obv":
+                obv, series = series, series + offset
+            columns.append((spec.key, output, series[positions].tolist()))
+    values: list[dict[str, Values] | None] = []
+    for index in range(len(rows)):
+        bar_values: dict[str, Values] = {}
+        for key, output, column in columns:
+            value = column[index]
+            bar_values.setdefault(key, {})[output] = value if math.isfinite(value) else None
+        values.append(bar_values)
+    # Carry on bar by bar from the last row: the live series opened on the window ending there.
+    start = max(0, int(positions[-1]) + 1 - size)
+    window = bars.slice(start, int(positions[-1]) + 1)
+    window_offset = 0.0 if obv is None else offset + float(obv[start]) - float(bars.volume[start])
+    _series[series_key] = LiveIndicators(live_specs(), window, context, obv_offset=window_offset)
+    return values
 
 
 def _open(instrument_id: int, timeframe: str, time: int) -> LiveIndicators | None:

@@ -1,9 +1,10 @@
 """The collector: one source's events in, stored final bars and live updates out.
 
 Each instrument gets a pure `BarBuilder`. The hot path (a trade, in `_consume`) does no I/O and awaits nothing:
-final bars go to a pending list that a flusher writes in batches through `services.store_bars` and
-then publishes (after the commit), partial bars are published by a ticker at most
-`partial_per_second` times a second per instrument. Around that:
+final bars go to a pending list that a flusher writes in batches through `services.store_bars`; once
+committed they queue for a publisher task, which broadcasts what piled up as one batch per series
+(`services.apublish_stored_bars`) while the flusher goes on storing; partial bars are published by a
+ticker at most `partial_per_second` times a second per instrument. Around that:
 - the symbols follow the database: active instruments are re-read every `symbols_refresh_seconds`
   and the source subscribes or unsubscribes without a restart;
 - with a calendar (stocks), the source is only connected during sessions;
@@ -588,8 +589,9 @@ class Collector:
                 try:
                     await asyncio.wait([sending])  # as with the store: cancelling this does not cancel the sends
                 except asyncio.CancelledError:
-                    # Stopping: let the batch on its way finish (half a batch to a client is worse than
-                    # none); what is still queued is published by shutdown.
+                    # Stopping: let the round on its way finish, or some of its series would have been
+                    # sent and others not, with no telling which; what is still queued is published
+                    # by shutdown.
                     await asyncio.wait([sending])
                     raise
 

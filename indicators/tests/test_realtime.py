@@ -12,6 +12,7 @@ from channels.layers import get_channel_layer
 from indicators import realtime
 from indicators.catalogue import default_specs
 from indicators.compute import compute_many
+from indicators.live import LiveIndicators
 from indicators.tests.conftest import rows_of
 from market.groups import bars_group
 from market.services import publish_bars, store_bars
@@ -128,3 +129,34 @@ def test_a_batch_gets_the_values_each_bar_gets_alone_and_reads_its_gaps_once(ins
     alone = [realtime.live_indicator_values(row) for row in batch]
     assert together == alone
     assert all(values is not None for values in together)
+
+
+def test_a_large_batch_gets_the_values_of_the_whole_history_and_the_series_carries_on_after_it(
+    instrument, history, monkeypatch
+):
+    # Given a catch-up: many bars stored at once, one of them not published
+    store_and_value(instrument, history, HISTORY)
+    count = realtime.BATCH_MIN_BARS + 36
+    stored = rows_of(instrument.pk, history.slice(HISTORY + 1, HISTORY + 1 + count))
+    store_bars(stored, publish=False)
+    batch = stored[:40] + stored[41:]
+    updates = []
+    original = LiveIndicators.update
+
+    def spy(self: Any, bar: Any) -> Any:
+        updates.append(bar)
+        return original(self, bar)
+
+    # When they are published together
+    monkeypatch.setattr(LiveIndicators, "update", spy)
+    values = realtime.live_indicator_values_many(batch)
+
+    # Then no bar went through the stream updates, and each has the values of the history up to it
+    assert updates == []
+    for n in (0, 39, 40, len(batch) - 1):
+        upto = HISTORY + 1 + n + (1 if n >= 40 else 0) + 1
+        assert_equal_to_history(values[n], history, upto)
+    # And the next bar is carried forward from the last one, bar by bar, with the history's values
+    after = store_and_value(instrument, history, HISTORY + 1 + count)
+    assert len(updates) == 1
+    assert_equal_to_history(after, history, HISTORY + 2 + count)
