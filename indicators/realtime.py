@@ -28,7 +28,7 @@ from indicators import queries
 from indicators.catalogue import IndicatorSpec, default_specs
 from indicators.compute import compute_many
 from indicators.live import LiveBar, LiveIndicators, Values
-from indicators.series import FloatArray
+from indicators.series import COLUMNS, Bars, FloatArray
 from market.barstore import BarRow
 from market.models import Bar, Instrument
 from market.timeframes import timeframe_seconds
@@ -154,7 +154,16 @@ def _batch_values(series_key: tuple[int, str], rows: list[BarRow]) -> list[dict[
     if instrument is None:
         return None
     size = window_bars(timeframe)
-    bars = queries.load_bars(instrument_id, timeframe, times[0], times[-1] + 1, before=size - 1)
+    span = Bar.objects.for_series(*series_key).filter(time__gte=rows[0].time, time__lte=rows[-1].time)
+    if span.count() == len(rows):
+        # Nothing else is stored over the rows' span (the usual case): only the window before them
+        # is read; the rows, just stored, are the rest (parsing their times back costs more than
+        # the indicators).
+        before = queries.load_bars(instrument_id, timeframe, None, times[0], limit=size - 1)
+        batch = Bars.from_columns(times, *([getattr(row, name) for row in rows] for name in COLUMNS))
+        bars = Bars(*(np.concatenate([getattr(before, name), getattr(batch, name)]) for name in Bars.__slots__))
+    else:
+        bars = queries.load_bars(instrument_id, timeframe, times[0], times[-1] + 1, before=size - 1)
     positions = np.searchsorted(bars.time, times)
     if positions[-1] >= len(bars) or not np.array_equal(bars.time[positions], times):
         return None  # not stored (yet)

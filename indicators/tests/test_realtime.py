@@ -131,15 +131,16 @@ def test_a_batch_gets_the_values_each_bar_gets_alone_and_reads_its_gaps_once(ins
     assert all(values is not None for values in together)
 
 
+@pytest.mark.parametrize("unpublished", [None, 40], ids=["all published", "one stored but not published"])
 def test_a_large_batch_gets_the_values_of_the_whole_history_and_the_series_carries_on_after_it(
-    instrument, history, monkeypatch
+    instrument, history, monkeypatch, unpublished
 ):
-    # Given a catch-up: many bars stored at once, one of them not published
+    # Given a catch-up: many bars stored at once, perhaps one of them not published
     store_and_value(instrument, history, HISTORY)
     count = realtime.BATCH_MIN_BARS + 36
     stored = rows_of(instrument.pk, history.slice(HISTORY + 1, HISTORY + 1 + count))
     store_bars(stored, publish=False)
-    batch = stored[:40] + stored[41:]
+    batch = stored if unpublished is None else stored[:unpublished] + stored[unpublished + 1 :]
     updates = []
     original = LiveIndicators.update
 
@@ -154,8 +155,8 @@ def test_a_large_batch_gets_the_values_of_the_whole_history_and_the_series_carri
     # Then no bar went through the stream updates, and each has the values of the history up to it
     assert updates == []
     for n in (0, 39, 40, len(batch) - 1):
-        upto = HISTORY + 1 + n + (1 if n >= 40 else 0) + 1
-        assert_equal_to_history(values[n], history, upto)
+        position = HISTORY + 1 + n + (1 if unpublished is not None and n >= unpublished else 0)
+        assert_equal_to_history(values[n], history, position + 1)
     # And the next bar is carried forward from the last one, bar by bar, with the history's values
     after = store_and_value(instrument, history, HISTORY + 1 + count)
     assert len(updates) == 1
