@@ -184,8 +184,10 @@ def final_bar(instrument_id: int, minute: int) -> Any:
 
 
 class ChannelsPublisher:
-    """What market.services.publish_bars sends: each bar's message, encoded once, by group_send,
-    through the same kind of layer as the server's."""
+    """Each bar's message, encoded once, by group_send, one after the other, through the same kind
+    of layer as the server's. (market.services.publish_bars now sends one message per series and
+    batch, a few series at a time; with one bar per instrument, as here, that is the same number of
+    messages. The numbers in bench/README.md were measured with this sequential publisher.)"""
 
     def __init__(self, layer: str) -> None:
         self.kind = layer
@@ -198,7 +200,7 @@ class ChannelsPublisher:
             self.layer = self.open_layer()
             await self.layer.group_send("bench.warm-up", {"type": "warm.up"})  # connect before timing
         published_at = []
-        for row in rows:  # as market.services.publish_bars does: one group_send after the other
+        for row in rows:  # one group_send after the other
             message = bar_message(row, indicators=None)
             published_at.append(time.time())
             await self.layer.group_send(message["group"], message)
