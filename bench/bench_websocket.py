@@ -184,26 +184,25 @@ def final_bar(instrument_id: int, minute: int) -> Any:
 
 
 class ChannelsPublisher:
-    """What market.services.publish_bars sends: each bar's message, encoded once, through the same
-    kind of layer as the server's."""
+    """What market.services.publish_bars sends (one message per series and batch, its bars' frames
+    encoded once), through the same kind of layer as the server's."""
 
     def __init__(self, layer: str) -> None:
         self.kind = layer
         self.layer: Any = None
 
     async def publish(self, rows: list[Any]) -> list[float]:
-        from market.services import bar_message
 
         if self.layer is None:  # one per event loop: each scenario runs its own
             self.layer = self.open_layer()
             await self.layer.group_send("bench.warm-up", {"type": "warm.up"})  # connect before timing
-        from market.group_batch import send_to_groups
+        from market.services import bar_batch_messages, send_bar_messages
 
         # As market.services.publish_bars does: the batch in one go (on the core layer three round
         # trips for all its groups; on the pub/sub layer one group_send after the other).
-        messages = [(message["group"], message) for message in (bar_message(row, indicators=None) for row in rows)]
+        messages = bar_batch_messages(rows)
         started = time.time()
-        await send_to_groups(self.layer, messages)
+        await send_bar_messages(self.layer, messages)
         return [started] * len(rows)
 
     def open_layer(self) -> Any:

@@ -2,8 +2,11 @@
 
 Each process keeps one `LiveIndicators` per series it has published, opened on a window of the
 series' recent stored bars the first time and then advanced by one O(1) update per closed bar
-(~20 microseconds for the 13 indicators). It is reopened from the database when the bar does not
+(~20-40 microseconds for the 13 indicators). It is reopened from the database when the bar does not
 follow the last one it saw: a correction of an older bar, or bars stored without being published.
+Many bars of a series published at once (a collector catching up) get their values from one
+vectorized pass of the batch indicators over the stored bars instead, and the series is reopened
+after the last of them.
 
 Publishing must never fail because of indicators: an error is logged and the bar goes out with
 `"indicators": null`.
@@ -12,12 +15,20 @@ Publishing must never fail because of indicators: an error is logged and the bar
 from __future__ import annotations
 
 import logging
+import math
 import threading
+from bisect import bisect_right
+from collections.abc import Sequence
 from functools import lru_cache
+from itertools import pairwise
+
+import numpy as np
 
 from indicators import queries
 from indicators.catalogue import IndicatorSpec, default_specs
+from indicators.compute import compute_many
 from indicators.live import LiveBar, LiveIndicators, Values
+from indicators.series import COLUMNS, Bars, FloatArray
 from market.barstore import BarRow
 from market.models import Bar, Instrument
 from market.timeframes import timeframe_seconds
@@ -41,16 +52,31 @@ def window_bars(timeframe: str) -> int:
 
 def live_indicator_values(row: BarRow) -> dict[str, Values] | None:
     """The published indicators' values at `row`, a final bar just stored; None if not available."""
-    if not row.final:
-        return None
-    series_key = (row.instrument_id, row.timeframe)
-    try:
-        with _lock:
-            return _advance(series_key, row)
-    except Exception:
-        log.exception("live indicators failed for %s %s; reopening on the next bar", *series_key)
-        _series.pop(series_key, None)
-        return None
+    return live_indicator_values_many([row])[0]
+
+
+def live_indicator_values_many(rows: Sequence[BarRow]) -> list[dict[str, Values] | None]:
+    """`live_indicator_values` of each of `rows` (stored bars, in the order they were stored;
+    non-final ones get None). Each series' gaps are looked up in one query for the whole batch, not
+    one per bar: a catch-up publishes thousands of bars of a series, many of them after a minute
+    without trades."""
+    values: list[dict[str, Values] | None] = [None] * len(rows)
+    by_series: dict[tuple[int, str], list[int]] = {}
+    for index, row in enumerate(rows):
+        if row.final:
+            by_series.setdefault((row.instrument_id, row.timeframe), []).append(index)
+    with _lock:
+        for series_key, indexes in by_series.items():
+            series_rows = [rows[index] for index in indexes]
+            try:
+                series_values = _advance_series(series_key, series_rows)
+            except Exception:
+                log.exception("live indicators failed for %s %s; reopening on the next bar", *series_key)
+                _series.pop(series_key, None)
+                continue
+            for index, value in zip(indexes, series_values, strict=True):
+                values[index] = value
+    return values
 
 
 def forget_live_state() -> None:
@@ -59,33 +85,110 @@ def forget_live_state() -> None:
         _series.clear()
 
 
-def _advance(series_key: tuple[int, str], row: BarRow) -> dict[str, Values] | None:
-    time = int(row.time.timestamp())
-    live = _series.get(series_key)
-    if (
-        live is not None
-        and live.last_time is not None
-        and time > live.last_time
-        and _follows(row, live.last_time, time)
-    ):
-        values = live.update(LiveBar(time, row.open, row.high, row.low, row.close, row.volume))
-        return dict(values)
-    live = _open(*series_key, time)
-    if live is None:
-        _series.pop(series_key, None)
+# From this many final bars of a series in one call on, their values come from one vectorized pass
+# over the stored bars (about 1 ms for 13 indicators over a few thousand bars) instead of a stream
+# update per bar (about 40 microseconds each): a catch-up publishes thousands at once.
+BATCH_MIN_BARS = 64
+
+
+def _advance_series(series_key: tuple[int, str], rows: list[BarRow]) -> list[dict[str, Values] | None]:
+    if len(rows) >= BATCH_MIN_BARS:
+        batch = _batch_values(series_key, rows)
+        if batch is not None:
+            return batch
+    step = timeframe_seconds(series_key[1])
+    stored: StoredTimes | None = None
+    values: list[dict[str, Values] | None] = []
+    for row in rows:
+        time = int(row.time.timestamp())
+        live = _series.get(series_key)
+        if live is not None and live.last_time is not None and time > live.last_time:
+            follows = time - live.last_time == step
+            if not follows:  # a gap: is it one without trades, or are there stored bars we did not see?
+                if stored is None or live.last_time < stored.start:  # (after a reopen at an older bar)
+                    stored = StoredTimes.between(series_key, live.last_time, rows)
+                follows = stored.none_between(live.last_time, time)
+            if follows:
+                values.append(dict(live.update(LiveBar(time, row.open, row.high, row.low, row.close, row.volume))))
+                continue
+        live = _open(*series_key, time)
+        if live is None:
+            _series.pop(series_key, None)
+            values.append(None)
+            continue
+        _series[series_key] = live
+        values.append(dict(live.values))
+    return values
+
+
+class StoredTimes:
+    """The times of a series' stored bars over a batch's span, read once (epoch seconds, sorted)."""
+
+    def __init__(self, start: int, end: int, times: list[int]) -> None:
+        self.start, self.end, self.times = start, end, times
+
+    @classmethod
+    def between(cls, series_key: tuple[int, str], last_time: int, rows: Sequence[BarRow]) -> StoredTimes:
+        """Covering (last_time, the batch's last bar]: the later rows' gaps need no query of their own."""
+        end = max(int(row.time.timestamp()) for row in rows)
+        times = Bar.objects.for_series(*series_key).filter(time__gt=queries.utc(last_time), time__lte=queries.utc(end))
+        return cls(last_time, end, sorted(int(t.timestamp()) for t in times.values_list("time", flat=True)))
+
+    def none_between(self, after: int, before: int) -> bool:
+        """Whether no stored bar lies strictly between the two times (both inside the span read)."""
+        index = bisect_right(self.times, after)
+        return index == len(self.times) or self.times[index] >= before
+
+
+def _batch_values(series_key: tuple[int, str], rows: list[BarRow]) -> list[dict[str, Values] | None] | None:
+    """The values at each of `rows` from the batch indicators over the stored bars (a window before
+    the first row, then every stored bar up to the last, published or not), and the live series
+    reopened at the last row; None (the caller goes bar by bar) unless the rows are stored and in
+    time order. The values equal the bar-by-bar ones to the indicators' seed tolerance, as after
+    any reopen."""
+    times = [int(row.time.timestamp()) for row in rows]
+    if any(later <= earlier for earlier, later in pairwise(times)):
+        return None  # a correction of an older bar in the batch: reopened bar by bar
+    instrument_id, timeframe = series_key
+    instrument = Instrument.objects.select_related("exchange").filter(pk=instrument_id).first()
+    if instrument is None:
         return None
-    _series[series_key] = live
-    return dict(live.values)
-
-
-def _follows(row: BarRow, last_time: int, time: int) -> bool:
-    """Whether no stored bar lies between the last bar seen and this one (gaps without trades are normal)."""
-    if time - last_time == timeframe_seconds(row.timeframe):
-        return True
-    between = Bar.objects.for_series(row.instrument_id, row.timeframe).filter(
-        time__gt=queries.utc(last_time), time__lt=row.time
-    )
-    return not between.exists()
+    size = window_bars(timeframe)
+    span = Bar.objects.for_series(*series_key).filter(time__gte=rows[0].time, time__lte=rows[-1].time)
+    if span.count() == len(rows):
+        # Nothing else is stored over the rows' span (the usual case): only the window before them
+        # is read; the rows, just stored, are the rest (parsing their times back costs more than
+        # the indicators).
+        before = queries.load_bars(instrument_id, timeframe, None, times[0], limit=size - 1)
+        batch = Bars.from_columns(times, *([getattr(row, name) for row in rows] for name in COLUMNS))
+        bars = Bars(*(np.concatenate([getattr(before, name), getattr(batch, name)]) for name in Bars.__slots__))
+    else:
+        bars = queries.load_bars(instrument_id, timeframe, times[0], times[-1] + 1, before=size - 1)
+    positions = np.searchsorted(bars.time, times)
+    if positions[-1] >= len(bars) or not np.array_equal(bars.time[positions], times):
+        return None  # not stored (yet)
+    context = queries.instrument_context(instrument)
+    offset = queries.obv_at(instrument_id, timeframe, int(bars.time[0])) - float(bars.volume[0])
+    columns: list[tuple[str, str, list[float]]] = []
+    obv: FloatArray | None = None  # as TA-Lib counts it over `bars`: from the first bar's volume
+    for spec in live_specs():
+        for output, series in compute_many([spec], bars, context)[spec.key].items():
+            if spec.name == "obv":
+                obv, series = series, series + offset
+            columns.append((spec.key, output, series[positions].tolist()))
+    values: list[dict[str, Values] | None] = []
+    for index in range(len(rows)):
+        bar_values: dict[str, Values] = {}
+        for key, output, column in columns:
+            value = column[index]
+            bar_values.setdefault(key, {})[output] = value if math.isfinite(value) else None
+        values.append(bar_values)
+    # Carry on bar by bar from the last row: the live series opened on the window ending there.
+    start = max(0, int(positions[-1]) + 1 - size)
+    window = bars.slice(start, int(positions[-1]) + 1)
+    window_offset = 0.0 if obv is None else offset + float(obv[start]) - float(bars.volume[start])
+    _series[series_key] = LiveIndicators(live_specs(), window, context, obv_offset=window_offset)
+    return values
 
 
 def _open(instrument_id: int, timeframe: str, time: int) -> LiveIndicators | None:

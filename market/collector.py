@@ -1,9 +1,10 @@
 """The collector: one source's events in, stored final bars and live updates out.
 
 Each instrument gets a pure `BarBuilder`. The hot path (a trade, in `_consume`) does no I/O and awaits nothing:
-final bars go to a pending list that a flusher writes in batches through `services.store_bars` and
-then publishes (after the commit), partial bars are published by a ticker at most
-`partial_per_second` times a second per instrument. Around that:
+final bars go to a pending list that a flusher writes in batches through `services.store_bars`; once
+committed they queue for a publisher task, which broadcasts what piled up as one batch per series
+(`services.apublish_stored_bars`) while the flusher goes on storing; partial bars are published by a
+ticker at most `partial_per_second` times a second per instrument. Around that:
 - the symbols follow the database: active instruments are re-read every `symbols_refresh_seconds`
   and the source subscribes or unsubscribes without a restart;
 - with a calendar (stocks), the source is only connected during sessions;
@@ -40,9 +41,9 @@ from market.market_hours import MarketHours
 from market.models import Bar, Instrument
 from market.reconcile import Verdict, reconcile
 from market.services import (
-    announce_bars,
     apublish_bar,
     apublish_collector_state,
+    apublish_stored_bars,
     aschedule_intrabar_alerts,
     listened_groups,
     store_bars,
@@ -217,6 +218,9 @@ class Collector:
     _pending: list[BarRow] = field(default_factory=list)
     _flush_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _flush_wanted: asyncio.Event = field(default_factory=asyncio.Event)
+    _unpublished: list[BarRow] = field(default_factory=list)  # stored, in order, not yet published
+    _publish_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _publish_wanted: asyncio.Event = field(default_factory=asyncio.Event)
     _db_retry_at: float | None = None
     _failures_seen: int = 0
     _idle: bool = False
@@ -247,7 +251,11 @@ class Collector:
             self._track(symbol, instrument_id)
         self._subscription = Subscription(resume)
         log.info("collecting %s for %s", self.source.name, ", ".join(sorted(instruments)) or "no instruments yet")
-        helpers = [self._flush_periodically(), self._publish_partials_periodically()]
+        helpers = [
+            self._flush_periodically(),
+            self._publish_stored_continuously(),
+            self._publish_partials_periodically(),
+        ]
         if self.symbols_refresh_seconds:
             helpers.append(self._follow_instruments())
         if self.health_seconds:
@@ -459,6 +467,10 @@ class Collector:
         self._flush_wanted.set()
         if len(self._pending) >= 4 * self.flush_bars and self._db_retry_at is None:
             await self.flush()
+        if len(self._unpublished) >= 4 * self.flush_bars:
+            # Publishing (the live indicators, mostly) lags behind storing: wait for it rather than
+            # let stored bars and their encoded messages pile up in memory during a catch-up.
+            await self.publish_stored()
 
     async def _flush_periodically(self) -> None:
         while True:
@@ -484,11 +496,10 @@ class Collector:
                 # Stopping (SIGTERM) while the worker thread writes: it finishes anyway, so wait for
                 # it and count (or keep) its bars rather than lose track of them.
                 await asyncio.wait([store])
-                self._stored(rows, store)
+                self._queue_publish(self._stored(rows, store))
                 raise
-            stored = self._stored(rows, store)
             # Still under the lock: the next batch's bars must not overtake these on their way out.
-            await self._publish(stored)
+            self._queue_publish(self._stored(rows, store))
 
     def _stored(self, rows: list[BarRow], store: asyncio.Future[list[BarRow]]) -> list[BarRow]:
         """The bars a finished store wrote; on a database error they go back to the buffer."""
@@ -519,12 +530,40 @@ class Collector:
             log.error("bar buffer full (%d): dropped the %d oldest bars", self.max_buffered, excess)
             del self._pending[:excess]
 
+    def _queue_publish(self, rows: list[BarRow]) -> None:
+        """Stored bars go to the publisher: the flusher goes on storing while Redis is asked, and the
+        publisher takes what piled up meanwhile as one batch."""
+        if rows:
+            self._unpublished.extend(rows)
+            self._publish_wanted.set()
+
+    async def _publish_stored_continuously(self) -> None:
+        while True:
+            await self._publish_wanted.wait()
+            self._publish_wanted.clear()
+            await self.publish_stored()
+
+    async def publish_stored(self) -> None:
+        """Publish the stored bars not published yet, in the order they were stored."""
+        async with self._publish_lock:
+            while self._unpublished:
+                # In rounds of a bounded size: a round's messages are all in memory at once.
+                rows = self._unpublished[: 4 * self.flush_bars]
+                del self._unpublished[: len(rows)]
+                sending = asyncio.ensure_future(self._publish(rows))
+                try:
+                    await asyncio.wait([sending])  # as with the store: cancelling this does not cancel the sends
+                except asyncio.CancelledError:
+                    # Stopping: let the round on its way finish, or some of its series would have been
+                    # sent and others not, with no telling which; what is still queued is published
+                    # by shutdown.
+                    await asyncio.wait([sending])
+                    raise
+
     async def _publish(self, rows: Sequence[BarRow]) -> None:
-        if not rows:
-            return
         try:
             listened = await listened_groups({bars_group(row.instrument_id, row.timeframe) for row in rows})
-            self.stats.finals_published += await sync_to_async(announce_bars)(rows, listened)
+            self.stats.finals_published += await apublish_stored_bars(rows, listened)
         except Exception:  # a channel layer outage must not lose stored bars or stop collecting
             log.exception("could not publish %d final bars", len(rows))
 
@@ -560,6 +599,7 @@ class Collector:
             if tracked.builder.current is not None:
                 self._pending.append(to_row(tracked.instrument_id, tracked.builder.current, final=False))
         await self.flush(force=True)
+        await self.publish_stored()
         if self._pending:
             log.error(
                 "%s: stopped with %d bars not stored (the database is unreachable)", self.name, len(self._pending)

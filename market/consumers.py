@@ -240,14 +240,23 @@ class MarketConsumer(AsyncWebsocketConsumer):
         """A broadcast from the hub (no await: the hub hands one message to every local subscriber)."""
         if self._closing:
             return
-        payload = self._payload(message)
-        bar = message.get("bar")
-        if bar is None:
-            self.outbox.put(payload)
-        elif bar["final"]:
-            self.outbox.put_final((message["instrument"], message["timeframe"]), bar["time"], payload)
+        bars = message.get("bars")
+        if bars is not None:  # a batch of one series (services.bar_batch_messages): a frame per bar, in order
+            series = (message["instrument"], message["timeframe"])
+            for item in bars:
+                if item["final"]:
+                    self.outbox.put_final(series, item["time"], self._payload(item))
+                else:
+                    self.outbox.put_partial(series, item["time"], self._payload(item))
         else:
-            self.outbox.put_partial((message["instrument"], message["timeframe"]), bar["time"], payload)
+            payload = self._payload(message)
+            bar = message.get("bar")
+            if bar is None:
+                self.outbox.put(payload)
+            elif bar["final"]:
+                self.outbox.put_final((message["instrument"], message["timeframe"]), bar["time"], payload)
+            else:
+                self.outbox.put_partial((message["instrument"], message["timeframe"]), bar["time"], payload)
         if len(self.outbox) > settings.WS_MAX_QUEUED_FRAMES and not self._closing:
             # Not through the outbox: it is what does not drain. The client reconnects and resyncs.
             self._closing = True
@@ -256,7 +265,8 @@ class MarketConsumer(AsyncWebsocketConsumer):
 
     def _payload(self, message: dict[str, Any]) -> Payload:
         """The broadcast's text, or its wire frame when this connection takes frames: framed by the
-        first subscriber, kept on the message (which the hub hands to every subscriber) for the rest."""
+        first subscriber, kept on the message or batch item (which the hub hands to every
+        subscriber) for the rest."""
         if self._write_frame is None:
             return message["text"]
         frame = message.get("wire_frame")

@@ -12,9 +12,11 @@ from channels.layers import get_channel_layer
 from indicators import realtime
 from indicators.catalogue import default_specs
 from indicators.compute import compute_many
+from indicators.live import LiveIndicators
 from indicators.tests.conftest import rows_of
 from market.groups import bars_group
 from market.services import publish_bars, store_bars
+from market.tests.broadcasts import bar_frames
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -93,10 +95,69 @@ def test_published_final_bars_carry_the_indicators_on_the_channel_group(instrume
     row = rows_of(instrument.pk, history.slice(HISTORY, HISTORY + 1))[0]
     store_bars([row], publish=False)
     publish_bars([row])
-    message = async_to_sync(layer.receive)(channel)
+    [message] = bar_frames([async_to_sync(layer.receive)(channel)])
     assert message["bar"]["close"] == row.close
     assert message["indicators"]["rsi"]["rsi"] == pytest.approx(
         compute_many(default_specs(), history.slice(0, HISTORY + 1))["rsi"]["rsi"][-1], rel=1e-9
     )
     assert set(message["indicators"]) == {spec.key for spec in default_specs()}
     assert all(np.isfinite(v) for outputs in message["indicators"].values() for v in outputs.values())
+
+
+def test_a_batch_gets_the_values_each_bar_gets_alone_and_reads_its_gaps_once(instrument, history, monkeypatch):
+    # Given a batch with minutes without trades (never stored) and one bar stored but not published
+    store_and_value(instrument, history, HISTORY)
+    rows = rows_of(instrument.pk, history.slice(HISTORY + 1, HISTORY + 60))
+    stored = [row for n, row in enumerate(rows) if n % 7 != 3]
+    store_bars(stored, publish=False)
+    batch = stored[:20] + stored[21:]
+    reads = []
+    original = realtime.StoredTimes.between
+
+    def spy(*args: Any) -> Any:
+        reads.append(args)
+        return original(*args)
+
+    # When the batch gets its values in one call
+    monkeypatch.setattr(realtime.StoredTimes, "between", spy)
+    together = realtime.live_indicator_values_many(batch)
+
+    # Then the gaps were read once, and every bar has the values it gets when published alone
+    assert len(reads) == 1
+    realtime.forget_live_state()
+    realtime.live_indicator_values(rows_of(instrument.pk, history.slice(HISTORY, HISTORY + 1))[0])
+    alone = [realtime.live_indicator_values(row) for row in batch]
+    assert together == alone
+    assert all(values is not None for values in together)
+
+
+@pytest.mark.parametrize("unpublished", [None, 40], ids=["all published", "one stored but not published"])
+def test_a_large_batch_gets_the_values_of_the_whole_history_and_the_series_carries_on_after_it(
+    instrument, history, monkeypatch, unpublished
+):
+    # Given a catch-up: many bars stored at once, perhaps one of them not published
+    store_and_value(instrument, history, HISTORY)
+    count = realtime.BATCH_MIN_BARS + 36
+    stored = rows_of(instrument.pk, history.slice(HISTORY + 1, HISTORY + 1 + count))
+    store_bars(stored, publish=False)
+    batch = stored if unpublished is None else stored[:unpublished] + stored[unpublished + 1 :]
+    updates = []
+    original = LiveIndicators.update
+
+    def spy(self: Any, bar: Any) -> Any:
+        updates.append(bar)
+        return original(self, bar)
+
+    # When they are published together
+    monkeypatch.setattr(LiveIndicators, "update", spy)
+    values = realtime.live_indicator_values_many(batch)
+
+    # Then no bar went through the stream updates, and each has the values of the history up to it
+    assert updates == []
+    for n in (0, 39, 40, len(batch) - 1):
+        position = HISTORY + 1 + n + (1 if unpublished is not None and n >= unpublished else 0)
+        assert_equal_to_history(values[n], history, position + 1)
+    # And the next bar is carried forward from the last one, bar by bar, with the history's values
+    after = store_and_value(instrument, history, HISTORY + 1 + count)
+    assert len(updates) == 1
+    assert_equal_to_history(after, history, HISTORY + 2 + count)

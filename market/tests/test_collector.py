@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import OperationalError
 from django.utils import timezone
 
@@ -21,6 +21,7 @@ from market.collector import Collector, in_shard
 from market.groups import bars_group
 from market.models import Bar, CollectorStatus, Instrument
 from market.sources.base import ClockEvent, GapEvent, Source, SourceEvent, TradeEvent, as_subscription
+from market.tests.broadcasts import bar_frames
 from market.tests.conftest import SAMPLE_DATA
 from market.tests.servers.binance import BinanceServer, messages_from_cryptofeed
 
@@ -171,10 +172,59 @@ async def test_partial_bars_are_throttled_and_final_bars_published_once(instrume
                 received.append(await layer.receive(channel))
         except TimeoutError:
             break
-    finals = [m for m in received if m["bar"]["final"]]
+    frames = bar_frames(received)
+    finals = [f for f in frames if f["bar"]["final"]]
     assert len(finals) == 1
     assert finals[0]["bar"]["trades"] == 100
-    assert len(received) == 1 + collector.stats.partials_published
+    assert len(frames) == 1 + collector.stats.partials_published
+
+
+class StalledLayer(InMemoryChannelLayer):
+    """A channel layer whose broadcasts wait until `released` is set: Redis hanging."""
+
+    released = asyncio.Event()
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        await self.released.wait()
+        await super().group_send(group, message)
+
+
+async def test_storing_goes_on_while_the_channel_layer_hangs_and_the_bars_go_out_in_order_after(instrument, settings):
+    # Given a channel layer that does not answer, and a subscriber
+    StalledLayer.released = asyncio.Event()
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": f"{__name__}.StalledLayer"}}
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    await layer.group_add(bars_group(instrument.pk, "1m"), channel)
+
+    # When four minutes close one after the other
+    events: list[SourceEvent] = []
+    for minute in range(4):
+        events += [trade("XRP/ETH", minute * 60 + 1, 10 + minute, f"{minute}a"), ClockEvent((minute + 1) * MINUTE_MS)]
+    collector = Collector(ListSource(events, hold=True, pause=0.02), flush_seconds=0.01, partial_per_second=0)
+    task = asyncio.create_task(collector.run())
+    try:
+        # Then they are all stored while none could be published
+        async with asyncio.timeout(10):
+            while collector.stats.bars_stored < 4:
+                await asyncio.sleep(0.01)
+        assert collector.stats.finals_published == 0
+        # And once the layer answers, the subscriber gets each of them once, in order
+        StalledLayer.released.set()
+        async with asyncio.timeout(10):
+            while collector.stats.finals_published < 4:
+                await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    received = []
+    while True:
+        try:
+            async with asyncio.timeout(0.2):
+                received.append(await layer.receive(channel))
+        except TimeoutError:
+            break
+    assert [frame["bar"]["close"] for frame in bar_frames(received)] == [10, 11, 12, 13]
 
 
 async def test_a_late_trade_within_the_grace_period_corrects_the_stored_bar_and_republishes_it(instrument):

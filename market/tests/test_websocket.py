@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+from collections.abc import AsyncGenerator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,9 +19,11 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from cryptostock.asgi import application
 from cryptostock.websocket_transport import WRITABLE_EXTENSION
+from market.bars import MINUTE_MS, Trade
 from market.barstore import BarRow
 from market.collector import Collector
 from market.services import apublish_bar, publish_arbitrage_opportunity, publish_bars, store_bars
+from market.sources.base import Source, SourceEvent, TradeEvent
 from market.sources.replay import ReplaySource
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("close_thread_connections")]
@@ -141,6 +144,71 @@ async def test_collector_state_changes_reach_the_collectors_channel(public, inst
     # Each message is a change from the one before (the first from no known state)
     assert [m["previous_state"] for m in messages] == [None] + [m["state"] for m in messages[:-1]]
     await client.disconnect()
+
+
+class MinutesSource(Source):
+    """Two trades in each of `count` minutes, then the end of the stream: the collector stores and
+    publishes every closed minute at once when it stops (and the last, still open, as non-final)."""
+
+    name = "minutes"
+    exchange = "binance"
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    async def stream(self, symbols: Mapping[str, int | None]) -> AsyncGenerator[SourceEvent, None]:
+        start_ms = int(START.timestamp() * 1000)
+        for minute in range(self.count):
+            for second, trade_id in ((1, "a"), (30, "b")):
+                at = start_ms + minute * MINUTE_MS + second * 1000
+                yield TradeEvent("XRP/ETH", Trade(at, f"{minute}{trade_id}", 10.0 + minute, 1.0))
+
+
+async def test_a_subscriber_gets_every_final_bar_of_a_multi_bar_flush_once_and_in_order(public, instrument):
+    client = await connect()
+    assert (await subscribe(client, instrument.pk))["type"] == "snapshot"
+
+    # When the collector stores and publishes 40 minutes in one flush
+    collector = Collector(MinutesSource(41), flush_bars=1000, flush_seconds=60, partial_per_second=0)
+    stats = await collector.run()
+    assert stats.finals_published == 41  # 40 closed minutes and the open one, stored as non-final
+
+    # Then the client gets one frame per bar, each final bar once, in order, then the open bar
+    frames = [await client.receive_json_from(timeout=5) for _ in range(41)]
+    assert await client.receive_nothing(timeout=0.3)
+    closes = [(frame["bar"]["close"], frame["bar"]["final"]) for frame in frames]
+    assert closes == [(10.0 + minute, True) for minute in range(40)] + [(50.0, False)]
+    assert all("indicators" in frame for frame in frames[:40])
+    await client.disconnect()
+
+
+async def test_a_client_that_does_not_read_gets_every_final_of_a_batch_and_only_the_newest_partial(public, instrument):
+    reading = asyncio.Event()
+    reading.set()
+    slow = await connect(app=with_client_reading(reading))
+    fast = await connect()
+    for client in (slow, fast):
+        assert (await subscribe(client, instrument.pk))["type"] == "snapshot"
+
+    # When, while the slow client does not read, a partial of minute 0, a batch of finals of minutes
+    # 0-4 and partials of minute 5 are published
+    reading.clear()
+    await apublish_bar(bar(instrument.pk, 0, 1.0, final=False))
+    await sync_to_async(publish_bars)([bar(instrument.pk, minute, 10.0 + minute, final=True) for minute in range(5)])
+    for i in range(3):
+        await apublish_bar(bar(instrument.pk, 5, 20.0 + i, final=False))
+
+    # Then the fast client got all nine meanwhile (so the slow one's have all been handed over too)
+    fast_frames = [await fast.receive_json_from(timeout=5) for _ in range(9)]
+    assert [f["bar"]["close"] for f in fast_frames] == [1.0, 10.0, 11.0, 12.0, 13.0, 14.0, 20.0, 21.0, 22.0]
+    # And once the slow client reads again it gets the five finals in order and the newest partial only
+    reading.set()
+    frames = await receive_all(slow)
+    assert [(f["bar"]["close"], f["bar"]["final"]) for f in frames] == [(10.0 + m, True) for m in range(5)] + [
+        (22.0, False)
+    ]
+    for client in (slow, fast):
+        await client.disconnect()
 
 
 async def test_arbitrage_opportunities_reach_the_arbitrage_channel_only(public):
