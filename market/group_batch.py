@@ -8,8 +8,13 @@ watched group two more, whatever the number of groups.
 
 Uses channels_redis 4.x's storage layout (pinned in requirements): group members in a sorted set per
 group (`_group_key`), messages serialized by the layer per channel key (`_map_channel_keys_to_connection`,
-`serialize`) into a sorted set per channel, with the layer's capacity and expiry. With any other
-layer, every group is listened to and messages go through the layer's own `group_send`.
+`serialize`) into a sorted set per channel, with the layer's capacity and expiry.
+
+The pub/sub layer (`CHANNEL_REDIS_LAYER=pubsub`) keeps no members in Redis: each process subscribes
+to the Redis channel of every group it has members in (`<prefix>__group__<group>`). Who listens is
+then `PUBSUB NUMSUB` of those channels, one command per shard, and the sends one pipeline of
+PUBLISH per shard (in order: one connection). With any other layer, every group is listened to and
+messages go through the layer's own `group_send`.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 
 from channels.layers import InMemoryChannelLayer
 from channels_redis.core import RedisChannelLayer
+from channels_redis.pubsub import RedisPubSubChannelLayer
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +77,8 @@ async def listened_groups(layer: Any, groups: set[str]) -> set[str]:
     try:
         if isinstance(layer, InMemoryChannelLayer):
             return {group for group in groups if layer.groups.get(group)}
+        if isinstance(layer, RedisPubSubChannelLayer):
+            return await _pubsub_listened_groups(layer, groups)
         if not isinstance(layer, RedisChannelLayer):
             return groups
         oldest = int(time.time()) - layer.group_expiry
@@ -88,6 +96,9 @@ async def listened_groups(layer: Any, groups: set[str]) -> set[str]:
 async def send_to_groups(layer: Any, messages: list[tuple[str, dict[str, Any]]]) -> None:
     """`group_send` each (group, message), in order: on channels_redis in one pipelined read of the
     groups' members and one script per Redis connection, elsewhere one `group_send` after the other."""
+    if isinstance(layer, RedisPubSubChannelLayer):
+        await _pubsub_send(layer, messages)
+        return
     if not isinstance(layer, RedisChannelLayer):
         for group, message in messages:
             await layer.group_send(group, message)
@@ -130,3 +141,37 @@ def _by_connection(layer: RedisChannelLayer, groups: set[str]) -> dict[int, list
     for group in groups:
         by_connection[layer.consistent_hash(group)].append(group)
     return by_connection
+
+
+def _pubsub_channels(layer: RedisPubSubChannelLayer, groups: list[str]) -> dict[Any, list[tuple[str, str]]]:
+    """(group, its Redis channel) by the shard that carries it, as the layer's group_send picks it."""
+    loop_layer = layer._get_layer()
+    by_shard: dict[Any, list[tuple[str, str]]] = defaultdict(list)
+    for group in groups:
+        channel = loop_layer._get_group_channel_name(group)
+        by_shard[loop_layer._get_shard(channel)].append((group, channel))
+    return by_shard
+
+
+async def _pubsub_listened_groups(layer: RedisPubSubChannelLayer, groups: set[str]) -> set[str]:
+    listened: set[str] = set()
+    for shard, pairs in _pubsub_channels(layer, sorted(groups)).items():
+        shard._ensure_redis()
+        counts = await shard._redis.pubsub_numsub(*(channel for _, channel in pairs))
+        subscribed = {name.decode() if isinstance(name, bytes) else name for name, count in counts if count}
+        listened.update(group for group, channel in pairs if channel in subscribed)
+    return listened
+
+
+async def _pubsub_send(layer: RedisPubSubChannelLayer, messages: list[tuple[str, dict[str, Any]]]) -> None:
+    by_shard: dict[Any, list[tuple[str, bytes]]] = defaultdict(list)
+    loop_layer = layer._get_layer()
+    for group, message in messages:
+        channel = loop_layer._get_group_channel_name(group)
+        by_shard[loop_layer._get_shard(channel)].append((channel, layer.serialize(message)))
+    for shard, sends in by_shard.items():
+        shard._ensure_redis()
+        pipe = shard._redis.pipeline(transaction=False)
+        for channel, payload in sends:
+            pipe.publish(channel, payload)
+        await pipe.execute()
