@@ -15,7 +15,6 @@ Publishing must never fail because of indicators: an error is logged and the bar
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from bisect import bisect_right
 from collections.abc import Sequence
@@ -169,26 +168,39 @@ def _batch_values(series_key: tuple[int, str], rows: list[BarRow]) -> list[dict[
         return None  # not stored (yet)
     context = queries.instrument_context(instrument)
     offset = queries.obv_at(instrument_id, timeframe, int(bars.time[0])) - float(bars.volume[0])
-    columns: list[tuple[str, str, list[float]]] = []
+    keys: list[str] = []
+    per_key: list[list[Values]] = []  # per indicator, each row's {output: value}
     obv: FloatArray | None = None  # as TA-Lib counts it over `bars`: from the first bar's volume
     for spec in live_specs():
+        outputs, columns = [], []
         for output, series in compute_many([spec], bars, context)[spec.key].items():
             if spec.name == "obv":
                 obv, series = series, series + offset
-            columns.append((spec.key, output, series[positions].tolist()))
-    values: list[dict[str, Values] | None] = []
-    for index in range(len(rows)):
-        bar_values: dict[str, Values] = {}
-        for key, output, column in columns:
-            value = column[index]
-            bar_values.setdefault(key, {})[output] = value if math.isfinite(value) else None
-        values.append(bar_values)
+            outputs.append(output)
+            columns.append(_json_values(series[positions]))
+        keys.append(spec.key)
+        per_key.append([dict(zip(outputs, at_row, strict=True)) for at_row in zip(*columns, strict=True)])
+    # Transposed with zip rather than filled value by value: a catch-up publishes tens of thousands of
+    # bars with some twenty values each, and this runs beside the collector's event loop.
+    values: list[dict[str, Values] | None] = (
+        [dict(zip(keys, at_row, strict=True)) for at_row in zip(*per_key, strict=True)]
+        if per_key
+        else [{} for _ in rows]
+    )
     # Carry on bar by bar from the last row: the live series opened on the window ending there.
     start = max(0, int(positions[-1]) + 1 - size)
     window = bars.slice(start, int(positions[-1]) + 1)
     window_offset = 0.0 if obv is None else offset + float(obv[start]) - float(bars.volume[start])
     _series[series_key] = LiveIndicators(live_specs(), window, context, obv_offset=window_offset)
     return values
+
+
+def _json_values(values: FloatArray) -> list[float | None]:
+    """The values as Python floats, None where not finite (no value yet, or none possible)."""
+    as_objects = values.astype(object)
+    as_objects[~np.isfinite(values)] = None
+    result: list[float | None] = as_objects.tolist()
+    return result
 
 
 def _open(instrument_id: int, timeframe: str, time: int) -> LiveIndicators | None:
