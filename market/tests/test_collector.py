@@ -165,18 +165,23 @@ async def test_partial_bars_are_throttled_and_final_bars_published_once(instrume
     await run_briefly(collector, until=lambda: collector.stats.finals_published == 1)
     # Then at most one partial per publishing tick went out (not one per trade), and one final
     assert 0 < collector.stats.partials_published < 100
+    received = await drain(layer, channel)
+    frames = bar_frames(received)
+    finals = [f for f in frames if f["bar"]["final"]]
+    assert len(finals) == 1
+    assert finals[0]["bar"]["trades"] == 100
+    assert len(frames) == 1 + collector.stats.partials_published
+
+
+async def drain(layer: Any, channel: str) -> list[dict[str, Any]]:
+    """Every message waiting on the channel (until none comes for 0.2 s)."""
     received = []
     while True:
         try:
             async with asyncio.timeout(0.2):
                 received.append(await layer.receive(channel))
         except TimeoutError:
-            break
-    frames = bar_frames(received)
-    finals = [f for f in frames if f["bar"]["final"]]
-    assert len(finals) == 1
-    assert finals[0]["bar"]["trades"] == 100
-    assert len(frames) == 1 + collector.stats.partials_published
+            return received
 
 
 class StalledLayer(InMemoryChannelLayer):
@@ -217,13 +222,7 @@ async def test_storing_goes_on_while_the_channel_layer_hangs_and_the_bars_go_out
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-    received = []
-    while True:
-        try:
-            async with asyncio.timeout(0.2):
-                received.append(await layer.receive(channel))
-        except TimeoutError:
-            break
+    received = await drain(layer, channel)
     assert [frame["bar"]["close"] for frame in bar_frames(received)] == [10, 11, 12, 13]
 
 

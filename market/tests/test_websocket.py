@@ -183,12 +183,7 @@ async def test_a_subscriber_gets_every_final_bar_of_a_multi_bar_flush_once_and_i
 
 
 async def test_a_client_that_does_not_read_gets_every_final_of_a_batch_and_only_the_newest_partial(public, instrument):
-    reading = asyncio.Event()
-    reading.set()
-    slow = await connect(app=with_client_reading(reading))
-    fast = await connect()
-    for client in (slow, fast):
-        assert (await subscribe(client, instrument.pk))["type"] == "snapshot"
+    reading, slow, fast = await slow_and_fast_clients(instrument)
 
     # When, while the slow client does not read, a partial of minute 0, a batch of finals of minutes
     # 0-4 and partials of minute 5 are published
@@ -363,6 +358,17 @@ def with_client_reading(writable: asyncio.Event) -> Any:
     return app
 
 
+async def slow_and_fast_clients(instrument: Any) -> tuple[asyncio.Event, WebsocketCommunicator, WebsocketCommunicator]:
+    """Two subscribers of the instrument; the first reads only while the event is set (it is)."""
+    reading = asyncio.Event()
+    reading.set()
+    slow = await connect(app=with_client_reading(reading))
+    fast = await connect()
+    for client in (slow, fast):
+        assert (await subscribe(client, instrument.pk))["type"] == "snapshot"
+    return reading, slow, fast
+
+
 async def receive_all(client: WebsocketCommunicator) -> list[dict[str, Any]]:
     frames: list[dict[str, Any]] = []
     while not await client.receive_nothing(timeout=0.3):
@@ -373,12 +379,7 @@ async def receive_all(client: WebsocketCommunicator) -> list[dict[str, Any]]:
 async def test_a_client_that_does_not_read_gets_only_the_newest_partial_and_every_final_without_slowing_others(
     public, instrument
 ):
-    reading = asyncio.Event()
-    reading.set()
-    slow = await connect(app=with_client_reading(reading))
-    fast = await connect()
-    for client in (slow, fast):
-        assert (await subscribe(client, instrument.pk))["type"] == "snapshot"
+    reading, slow, fast = await slow_and_fast_clients(instrument)
 
     # When the slow client stops reading while 10 partials of a bar, its final and 5 partials of
     # the next bar are published
