@@ -30,18 +30,45 @@ WRITE_FRAME_EXTENSION = "cryptostock.write_frame"
 
 @implementer(IPushProducer)
 class TransportGate:
-    def __init__(self) -> None:
+    """The transport's producer: tells the consumer whether its client keeps up, and passes each
+    signal on to the producer it took the place of (daphne's HTTP channel, which stops reading the
+    socket while the client does not read, as before)."""
+
+    def __init__(self, replaced: Any = None) -> None:
         self.writable = asyncio.Event()
         self.writable.set()
+        self.replaced = replaced
 
     def pauseProducing(self) -> None:  # Twisted names
         self.writable.clear()
+        if self.replaced is not None:
+            self.replaced.pauseProducing()
 
     def resumeProducing(self) -> None:
         self.writable.set()
+        if self.replaced is not None:
+            self.replaced.resumeProducing()
 
     def stopProducing(self) -> None:  # the connection is gone: nobody should wait
         self.writable.set()
+        if self.replaced is not None:
+            self.replaced.stopProducing()
+
+
+def register_gate(protocol: Any) -> TransportGate:
+    """Make a gate the producer of the connection's transport.
+
+    The HTTP channel that received the upgrade request registered itself as the transport's producer
+    and stays registered after the upgrade; a transport takes one producer, so it is unregistered
+    here and chained behind the gate (without this, registering failed on every connection and no
+    WebSocket under daphne had back-pressure)."""
+    transport = protocol.transport
+    replaced = transport.producer if getattr(transport, "streamingProducer", False) else None
+    if transport.producer is not None:
+        transport.unregisterProducer()
+    gate = TransportGate(replaced)
+    transport.registerProducer(gate, True)
+    return gate
 
 
 def daphne_protocol(send: Any) -> Any | None:
@@ -72,11 +99,10 @@ def with_transport_backpressure(application: Any) -> Any:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> Any:
         protocol = daphne_protocol(send) if scope["type"] == "websocket" else None
         if protocol is not None:
-            gate = TransportGate()
             try:
-                protocol.registerProducer(gate, True)
-            except Exception:  # another producer already registered, or the transport is gone
-                log.debug("no back-pressure for this WebSocket", exc_info=True)
+                gate = register_gate(protocol)
+            except Exception:  # the transport is gone, or is not one Twisted's producers work with
+                log.warning("no back-pressure for this WebSocket", exc_info=True)
             else:
                 extensions = {
                     **(scope.get("extensions") or {}),
