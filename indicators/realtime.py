@@ -27,7 +27,7 @@ from indicators import queries
 from indicators.catalogue import IndicatorSpec, default_specs
 from indicators.compute import compute_many
 from indicators.live import LiveBar, LiveIndicators, Values
-from indicators.series import COLUMNS, Bars, FloatArray
+from indicators.series import COLUMNS, Bars, FloatArray, nullable
 from market.barstore import BarRow
 from market.models import Bar, Instrument
 from market.timeframes import timeframe_seconds
@@ -177,7 +177,7 @@ def _batch_values(series_key: tuple[int, str], rows: list[BarRow]) -> list[dict[
             if spec.name == "obv":
                 obv, series = series, series + offset
             outputs.append(output)
-            columns.append(_json_values(series[positions]))
+            columns.append(nullable(series[positions]))
         keys.append(spec.key)
         per_key.append([dict(zip(outputs, at_row, strict=True)) for at_row in zip(*columns, strict=True)])
     # Transposed with zip rather than filled value by value: a catch-up publishes tens of thousands of
@@ -193,14 +193,6 @@ def _batch_values(series_key: tuple[int, str], rows: list[BarRow]) -> list[dict[
     window_offset = 0.0 if obv is None else offset + float(obv[start]) - float(bars.volume[start])
     _series[series_key] = LiveIndicators(live_specs(), window, context, obv_offset=window_offset)
     return values
-
-
-def _json_values(values: FloatArray) -> list[float | None]:
-    """The values as Python floats, None where not finite (no value yet, or none possible)."""
-    as_objects = values.astype(object)
-    as_objects[~np.isfinite(values)] = None
-    result: list[float | None] = as_objects.tolist()
-    return result
 
 
 def _open(instrument_id: int, timeframe: str, time: int) -> LiveIndicators | None:

@@ -76,6 +76,14 @@ class Bars:
         return column
 
 
+def nullable(values: FloatArray) -> list[float | None]:
+    """JSON numbers, null where there is no value (warm-up, an undefined ratio, an infinity)."""
+    as_objects = values.astype(object)
+    as_objects[~np.isfinite(values)] = None
+    result: list[float | None] = as_objects.tolist()
+    return result
+
+
 def anchor_periods(time: IntArray, anchor: str, sessions: SessionTable | None = None) -> IntArray:
     """A number per bar that changes exactly when a new anchor period starts.
 

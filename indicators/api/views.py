@@ -10,7 +10,6 @@ import pandas as pd
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from numpy.typing import NDArray
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -24,6 +23,7 @@ from indicators.api.serializers import FeaturesQuerySerializer, IndicatorsQueryS
 from indicators.catalogue import catalogue_payload
 from indicators.features import FEATURES, parquet_bytes
 from indicators.history import feature_history, indicator_history
+from indicators.series import nullable
 from market.api.permissions import MarketDataAccess
 from market.models import Instrument
 
@@ -43,11 +43,6 @@ class FormatNamingNegotiation(DefaultContentNegotiation):
             known = ", ".join(str(renderer.format) for renderer in renderers)
             asked = format_suffix or request.query_params.get(self.settings.URL_FORMAT_OVERRIDE or "format")
             raise ValidationError({"format": [f"unknown format {asked!r}; use one of {known}"]}) from None
-
-
-def nullable(values: NDArray[np.float64]) -> list[float | None]:
-    """JSON numbers, null where there is no value (warm-up, undefined ratio)."""
-    return [None if value != value else value for value in values.tolist()]
 
 
 class ParquetRenderer(BaseRenderer):
