@@ -143,19 +143,20 @@ def _by_connection(layer: RedisChannelLayer, groups: set[str]) -> dict[int, list
     return by_connection
 
 
-def _pubsub_channels(layer: RedisPubSubChannelLayer, groups: list[str]) -> dict[Any, list[tuple[str, str]]]:
-    """(group, its Redis channel) by the shard that carries it, as the layer's group_send picks it."""
+def _pubsub_route(layer: RedisPubSubChannelLayer, group: str) -> tuple[Any, str]:
+    """The shard that carries a group's Redis channel, and that channel, as the layer's group_send picks them."""
     loop_layer = layer._get_layer()
-    by_shard: dict[Any, list[tuple[str, str]]] = defaultdict(list)
-    for group in groups:
-        channel = loop_layer._get_group_channel_name(group)
-        by_shard[loop_layer._get_shard(channel)].append((group, channel))
-    return by_shard
+    channel = loop_layer._get_group_channel_name(group)
+    return loop_layer._get_shard(channel), channel
 
 
 async def _pubsub_listened_groups(layer: RedisPubSubChannelLayer, groups: set[str]) -> set[str]:
+    by_shard: dict[Any, list[tuple[str, str]]] = defaultdict(list)
+    for group in groups:
+        shard, channel = _pubsub_route(layer, group)
+        by_shard[shard].append((group, channel))
     listened: set[str] = set()
-    for shard, pairs in _pubsub_channels(layer, sorted(groups)).items():
+    for shard, pairs in by_shard.items():
         shard._ensure_redis()
         counts = await shard._redis.pubsub_numsub(*(channel for _, channel in pairs))
         subscribed = {name.decode() if isinstance(name, bytes) else name for name, count in counts if count}
@@ -165,10 +166,9 @@ async def _pubsub_listened_groups(layer: RedisPubSubChannelLayer, groups: set[st
 
 async def _pubsub_send(layer: RedisPubSubChannelLayer, messages: list[tuple[str, dict[str, Any]]]) -> None:
     by_shard: dict[Any, list[tuple[str, bytes]]] = defaultdict(list)
-    loop_layer = layer._get_layer()
     for group, message in messages:
-        channel = loop_layer._get_group_channel_name(group)
-        by_shard[loop_layer._get_shard(channel)].append((channel, layer.serialize(message)))
+        shard, channel = _pubsub_route(layer, group)
+        by_shard[shard].append((channel, layer.serialize(message)))
     for shard, sends in by_shard.items():
         shard._ensure_redis()
         pipe = shard._redis.pipeline(transaction=False)
