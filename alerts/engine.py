@@ -42,6 +42,7 @@ from alerts.series import (
     field_key,
     lag_key,
     last_two,
+    last_two_values,
     operand_key,
     volume_average_key,
     volume_average_last_two,
@@ -356,11 +357,9 @@ def _snapshot(book: RuleBook, bars_by_feed: Mapping[FeedKey, Bars], contexts: Ma
     feeds = len(book.feeds)
     time, close, volume = np.full(feeds, np.nan), np.full(feeds, np.nan), np.full(feeds, np.nan)
     final = np.zeros(feeds, dtype=np.bool_)
-    # Slots and their values, gathered in lists and written in one assignment each at the end.
+    # Slots and their (current, previous) values, gathered in lists and written in one go at the end.
     slots: list[int] = []
-    values_cur: list[float] = []
-    values_prev: list[float] = []
-    nan = np.nan
+    pairs: list[tuple[float, float]] = []
     for feed_index, (feed, plan) in enumerate(zip(book.feeds, book.plans, strict=True)):
         bars = bars_by_feed.get(feed)
         if bars is None or len(bars) == 0:
@@ -369,15 +368,11 @@ def _snapshot(book: RuleBook, bars_by_feed: Mapping[FeedKey, Bars], contexts: Ma
         time[feed_index], final[feed_index] = bars.time[-1], bars.final
         close[feed_index], volume[feed_index] = bars.close[-1], bars.volume[-1]
         for column, back, slot in plan.fields:
-            values = getattr(bars, column)
             slots.append(slot)
-            values_cur.append(float(values[-back]) if count >= back else nan)
-            values_prev.append(float(values[-back - 1]) if count > back else nan)
+            pairs.append(last_two_values(getattr(bars, column), back))
         for length, slot in plan.volume_averages:
-            current, previous = volume_average_last_two(bars.volume, length)
             slots.append(slot)
-            values_cur.append(current)
-            values_prev.append(previous)
+            pairs.append(volume_average_last_two(bars.volume, length))
         context = contexts.get(feed)
         whole = _last_bars(bars, count)
         windows: dict[int, IndicatorBars] = {}
@@ -387,24 +382,19 @@ def _snapshot(book: RuleBook, bars_by_feed: Mapping[FeedKey, Bars], contexts: Ma
             window = windows.get(step.window)  # not `or`: a window's truth value would call len()
             if window is None:
                 window = windows[step.window] = _last_bars(bars, step.window) if step.window < count else whole
-
             outputs = step.run(window, context)
             for name, slot in step.outputs:
-                values = outputs[name]
                 slots.append(slot)
-                values_cur.append(float(values[-1]))
-                values_prev.append(float(values[-2]) if len(values) > 1 else nan)
+                pairs.append(last_two_values(outputs[name]))
         cache: dict[tuple[SeriesKey, int], FloatArray] = {}
         for key, needed, slot in plan.generic:
-            current, previous = last_two(key, _last_bars(bars, needed), cache, context)
             slots.append(slot)
-            values_cur.append(current)
-            values_prev.append(previous)
+            pairs.append(last_two(key, _last_bars(bars, needed), cache, context))
     # One trailing NaN slot that a constant target's index -1 reads.
     cur = np.full(book.series_count + 1, np.nan)
     prev = np.full(book.series_count + 1, np.nan)
-    cur[slots] = values_cur
-    prev[slots] = values_prev
+    if pairs:
+        cur[slots], prev[slots] = zip(*pairs, strict=True)
     return _Snapshot(cur, prev, time, final, close, volume)
 
 

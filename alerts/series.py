@@ -104,6 +104,11 @@ def last_two(key: SeriesKey, bars: IndicatorBars, cache: Cache, context: Context
     else:
         values = series_values(key, bars, cache, context)
         back = 1
+    return last_two_values(values, back)
+
+
+def last_two_values(values: FloatArray, back: int = 1) -> tuple[float, float]:
+    """The value `back` places from the end and the one before it, NaN where there is none."""
     size = len(values)
     return (
         float(values[-back]) if size >= back else np.nan,
