@@ -64,6 +64,6 @@ def make_user(db) -> Callable[..., AbstractUser]:
 @pytest.fixture
 def viewer_client(make_user) -> Client:
     """A test client logged in (session) as a viewer: may read market data."""
-    client = Client()
-    client.force_login(make_user("viewer"))
-    return client
+    from accounts.tests.clients import logged_in
+
+    return logged_in(make_user("viewer"))

@@ -150,6 +150,14 @@ def fire(django_capture_on_commit_callbacks):
     return fire
 
 
+@pytest.fixture
+def fired(make_rule, fire):
+    """A price rule (in-app and email) that fired on the 04:32 bar, its deliveries run."""
+    rule = make_rule(condition="crossing_up", level=0.0019, channels=["in_app", "email"], name="Over 0.0019")
+    fire(rule)
+    return rule
+
+
 @pytest.fixture(autouse=True)
 def eager_celery(settings):
     """Tasks run in-process even when REDIS_URL is set (no worker in tests); retries back off 0 s."""

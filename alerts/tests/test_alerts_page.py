@@ -6,24 +6,9 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from alerts import services
-from alerts.tests.conftest import utc
+from accounts.tests.clients import logged_in
 
 pytestmark = pytest.mark.django_db
-
-
-def logged_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def fired(make_rule, django_capture_on_commit_callbacks):
-    rule = make_rule(condition="crossing_up", level=0.0019, channels=["in_app", "email"], name="Over 0.0019")
-    with django_capture_on_commit_callbacks(execute=True):
-        services.record_firings([services.Candidate(rule, utc("2017-11-06 04:32"), 0.00190091, 0.00190091, 193.0)])
-    return rule
 
 
 def test_it_sends_anonymous_visitors_to_the_login_page():

@@ -6,6 +6,7 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from accounts.tests.clients import logged_in
 from alerts import services
 from alerts.models import AlertRule, DeliveryStatus
 from alerts.tests.conftest import utc
@@ -14,12 +15,6 @@ from market.models import Instrument
 pytestmark = pytest.mark.django_db
 
 RULES = "/api/v1/alerts/rules/"
-
-
-def logged_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture
@@ -164,21 +159,13 @@ def test_rotating_the_webhook_secret(owner, btc):
     assert AlertRule.objects.get(pk=created["id"]).webhook_secret == rotated["webhook_secret"]
 
 
-@pytest.fixture
-def fired(make_rule, django_capture_on_commit_callbacks):
-    rule = make_rule(condition="crossing_up", level=0.0019, channels=["in_app", "email"], name="0.0019")
-    with django_capture_on_commit_callbacks(execute=True):
-        services.record_firings([services.Candidate(rule, utc("2017-11-06 04:32"), 0.00190091, 0.00190091, 193.0)])
-    return rule
-
-
 def test_the_firing_history_shows_each_delivery(owner, stranger, fired):
     body = owner.get("/api/v1/alerts/firings/", {"rule": fired.pk}).json()
 
     [firing] = body["results"]
     assert (firing["rule"], firing["rule_name"], firing["symbol"], firing["timeframe"]) == (
         fired.pk,
-        "0.0019",
+        "Over 0.0019",
         "UNITTEST/BTC",
         "1m",
     )
@@ -199,7 +186,7 @@ def test_notifications_are_listed_and_marked_read(owner, stranger, fired):
     shown = {key: notification[key] for key in ("rule", "rule_name", "symbol", "timeframe", "bar_time", "intrabar")}
     assert shown == {
         "rule": fired.pk,
-        "rule_name": "0.0019",
+        "rule_name": "Over 0.0019",
         "symbol": "UNITTEST/BTC",
         "timeframe": "1m",
         "bar_time": "2017-11-06T04:32:00Z",

@@ -8,11 +8,12 @@ import urllib.request
 
 import pytest
 
+from accounts.tests.clients import logged_in
 from alerts import senders
 from alerts.destinations import BlockedDestination, destination_error, refusal_for_address
 from alerts.models import AlertRule, DeliveryStatus
 from alerts.rules import Condition
-from alerts.tests.test_api import RULES, ema_cross, logged_in
+from alerts.tests.test_api import RULES, ema_cross
 from alerts.tests.test_delivery import only_delivery
 
 PUBLIC = "93.184.215.14"

@@ -16,18 +16,13 @@ from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 from django_celery_results.models import TaskResult
 
+from accounts.tests.clients import logged_in
 from market.barstore import BarRow
 from market.models import CollectorStatus, Instrument, QualityReport
 from market.services import store_bars
 from market.watchlist import add_to_watchlist
 
 pytestmark = pytest.mark.django_db
-
-
-def logged_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture
