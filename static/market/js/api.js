@@ -49,6 +49,16 @@ async function requestJson(url, init) {
   return body;
 }
 
+/** `start` and `end` (epoch seconds, each optional) as the API's ISO 8601 query parameters. */
+function setTimeRange(url, start, end) {
+  if (start !== undefined) {
+    url.searchParams.set("start", new Date(start * 1000).toISOString());
+  }
+  if (end !== undefined) {
+    url.searchParams.set("end", new Date(end * 1000).toISOString());
+  }
+}
+
 /**
  * Bars of one series, oldest first: the newest `limit` bars before `end` (epoch seconds, exclusive),
  * or the newest overall without `end`.
@@ -58,12 +68,7 @@ export async function fetchBars(barsUrl, { instrument, timeframe, limit, end, st
   url.searchParams.set("instrument", String(instrument));
   url.searchParams.set("timeframe", timeframe);
   url.searchParams.set("limit", String(limit));
-  if (end !== undefined) {
-    url.searchParams.set("end", new Date(end * 1000).toISOString());
-  }
-  if (start !== undefined) {
-    url.searchParams.set("start", new Date(start * 1000).toISOString());
-  }
+  setTimeRange(url, start, end);
   const body = await getJson(url, { signal });
   return body.bars;
 }
@@ -108,12 +113,7 @@ export async function fetchIndicators(instrumentsUrl, query) {
     url.searchParams.set("params", params);
   }
   url.searchParams.set("limit", String(limit));
-  if (start !== undefined) {
-    url.searchParams.set("start", new Date(start * 1000).toISOString());
-  }
-  if (end !== undefined) {
-    url.searchParams.set("end", new Date(end * 1000).toISOString());
-  }
+  setTimeRange(url, start, end);
   return getJson(url, { signal });
 }
 
