@@ -30,17 +30,34 @@ _SHARED: dict[tuple[Any, str, str], tuple[Any, Any]] = {}
 _SHARED_LOCK = threading.Lock()
 
 
+def _shared_pool(pool_class: Any, server: str, options: dict[str, Any], client_class: Any) -> tuple[Any, Any]:
+    key = (pool_class, server, repr(sorted(options.items())))
+    found = _SHARED.get(key)
+    if found is None:
+        with _SHARED_LOCK:
+            found = _SHARED.get(key)
+            if found is None:
+                pool = pool_class.from_url(server, **options)
+                found = _SHARED[key] = (pool, client_class(connection_pool=pool))
+    return found
+
+
 class RedisCacheClient(django_redis.RedisCacheClient):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Server index -> the process's (pool, client): looked up once per cache object, not per command.
+        self._known: dict[int, tuple[Any, Any]] = {}
+
     def _shared(self, write: bool) -> tuple[Any, Any]:
-        server = self._servers[self._get_connection_pool_index(write)]  # type: ignore[attr-defined]
-        key = (self._pool_class, server, repr(sorted(self._pool_options.items())))  # type: ignore[attr-defined]
-        found = _SHARED.get(key)
+        index = self._get_connection_pool_index(write)  # type: ignore[attr-defined]
+        found = self._known.get(index)
         if found is None:
-            with _SHARED_LOCK:
-                found = _SHARED.get(key)
-                if found is None:
-                    pool = self._pool_class.from_url(server, **self._pool_options)  # type: ignore[attr-defined]
-                    found = _SHARED[key] = (pool, self._client(connection_pool=pool))  # type: ignore[attr-defined]
+            found = self._known[index] = _shared_pool(
+                self._pool_class,  # type: ignore[attr-defined]
+                self._servers[index],  # type: ignore[attr-defined]
+                self._pool_options,  # type: ignore[attr-defined]
+                self._client,  # type: ignore[attr-defined]
+            )
         return found
 
     def _get_connection_pool(self, write: bool) -> Any:
