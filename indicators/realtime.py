@@ -140,11 +140,46 @@ class StoredTimes:
 
 
 def _batch_values(series_key: tuple[int, str], rows: list[BarRow]) -> list[dict[str, Values] | None] | None:
+    """The values at each of `rows` from the batch indicators (see `_batch_columns`), as one
+    `{key: {output: value}}` per row; None (the caller goes bar by bar) when there are no columns."""
+    columns = _batch_columns(series_key, rows)
+    if columns is None:
+        return None
+    if not columns:
+        return [{} for _ in rows]
+    keys = list(columns)
+    per_key = [
+        [dict(zip(outputs, at_row, strict=True)) for at_row in zip(*map(nullable, outputs.values()), strict=True)]
+        for outputs in columns.values()
+    ]
+    # Transposed with zip rather than filled value by value: a catch-up publishes tens of thousands of
+    # bars with some twenty values each, and this runs beside the collector's event loop.
+    return [dict(zip(keys, at_row, strict=True)) for at_row in zip(*per_key, strict=True)]
+
+
+def live_indicator_columns(series_key: tuple[int, str], rows: list[BarRow]) -> IndicatorColumns | None:
+    """The published indicators at each of `rows` (final bars of one series just stored, oldest
+    first) as columns, `{key: {output: values}}` with NaN where there is no value, from one
+    vectorized pass; the live series carries on after the last row. None when the rows do not allow
+    it (see `_batch_columns`): then `live_indicator_values_many` takes them bar by bar. For the
+    columnar batch messages of `market.services`: no dict per bar at all."""
+    with _lock:
+        try:
+            return _batch_columns(series_key, rows)
+        except Exception:
+            log.exception("live indicators failed for %s %s; reopening on the next bar", *series_key)
+            _series.pop(series_key, None)
+            return None
+
+
+type IndicatorColumns = dict[str, dict[str, FloatArray]]
+
+
+def _batch_columns(series_key: tuple[int, str], rows: list[BarRow]) -> IndicatorColumns | None:
     """The values at each of `rows` from the batch indicators over the stored bars (a window before
     the first row, then every stored bar up to the last, published or not), and the live series
-    reopened at the last row; None (the caller goes bar by bar) unless the rows are stored and in
-    time order. The values equal the bar-by-bar ones to the indicators' seed tolerance, as after
-    any reopen."""
+    reopened at the last row; None unless the rows are stored and in time order. The values equal
+    the bar-by-bar ones to the indicators' seed tolerance, as after any reopen."""
     times = [int(row.time.timestamp()) for row in rows]
     if any(later <= earlier for earlier, later in pairwise(times)):
         return None  # a correction of an older bar in the batch: reopened bar by bar
@@ -168,31 +203,20 @@ def _batch_values(series_key: tuple[int, str], rows: list[BarRow]) -> list[dict[
         return None  # not stored (yet)
     context = queries.instrument_context(instrument)
     offset = queries.obv_at(instrument_id, timeframe, int(bars.time[0])) - float(bars.volume[0])
-    keys: list[str] = []
-    per_key: list[list[Values]] = []  # per indicator, each row's {output: value}
+    columns: IndicatorColumns = {}
     obv: FloatArray | None = None  # as TA-Lib counts it over `bars`: from the first bar's volume
     for spec in live_specs():
-        outputs, columns = [], []
+        outputs = columns[spec.key] = {}
         for output, series in compute_many([spec], bars, context)[spec.key].items():
             if spec.name == "obv":
                 obv, series = series, series + offset
-            outputs.append(output)
-            columns.append(nullable(series[positions]))
-        keys.append(spec.key)
-        per_key.append([dict(zip(outputs, at_row, strict=True)) for at_row in zip(*columns, strict=True)])
-    # Transposed with zip rather than filled value by value: a catch-up publishes tens of thousands of
-    # bars with some twenty values each, and this runs beside the collector's event loop.
-    values: list[dict[str, Values] | None] = (
-        [dict(zip(keys, at_row, strict=True)) for at_row in zip(*per_key, strict=True)]
-        if per_key
-        else [{} for _ in rows]
-    )
+            outputs[output] = series[positions]
     # Carry on bar by bar from the last row: the live series opened on the window ending there.
     start = max(0, int(positions[-1]) + 1 - size)
     window = bars.slice(start, int(positions[-1]) + 1)
     window_offset = 0.0 if obv is None else offset + float(obv[start]) - float(bars.volume[start])
     _series[series_key] = LiveIndicators(live_specs(), window, context, obv_offset=window_offset)
-    return values
+    return columns
 
 
 def _open(instrument_id: int, timeframe: str, time: int) -> LiveIndicators | None:

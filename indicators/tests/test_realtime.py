@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -14,6 +15,7 @@ from indicators.catalogue import default_specs
 from indicators.compute import compute_many
 from indicators.live import LiveIndicators
 from indicators.tests.conftest import rows_of
+from market import services
 from market.groups import bars_group
 from market.services import publish_bars, store_bars
 from market.tests.broadcasts import bar_frames
@@ -161,3 +163,35 @@ def test_a_large_batch_gets_the_values_of_the_whole_history_and_the_series_carri
     after = store_and_value(instrument, history, HISTORY + 1 + count)
     assert len(updates) == 1
     assert_equal_to_history(after, history, HISTORY + 2 + count)
+
+
+def test_a_large_batch_travels_as_columns_that_give_each_bar_the_frame_it_gets_as_an_item(instrument, history):
+    # Given a catch-up: more bars of a series stored at once than one message takes
+    store_and_value(instrument, history, HISTORY)
+    count = services.MAX_BARS_PER_MESSAGE + 100
+    stored = rows_of(instrument.pk, history.slice(HISTORY + 1, HISTORY + 1 + count))
+    store_bars(stored, publish=False)
+
+    # When their messages are prepared
+    messages = services.prepare_bar_messages(stored)
+
+    # Then they are columns, split as items are, and a consumer reads them back as exactly the frames
+    # the items would have carried, indicator values included
+    assert [("columns" in message, "bars" in message) for message in messages] == [(True, False)] * 2
+    items = [item for message in messages for item in services.batch_items(message) or []]
+    realtime.forget_live_state()
+    as_items = services.bar_batch_messages(stored, realtime.live_indicator_values_many(stored))
+    assert [item["text"] for item in items] == [item["text"] for message in as_items for item in message["bars"]]
+    assert [item["time"] for item in items] == [int(row.time.timestamp()) for row in stored]
+    assert_equal_to_history(orjson.loads(items[-1]["text"])["indicators"], history, HISTORY + 1 + count)
+
+
+def test_a_small_batch_or_one_out_of_time_order_travels_as_items(instrument, history):
+    stored = rows_of(instrument.pk, history.slice(HISTORY, HISTORY + services.COLUMNS_MIN_BARS))
+    store_bars(stored, publish=False)
+
+    for batch in (stored[:-1], stored[1:] + stored[:1], [*stored[:-1], stored[-1]._replace(final=False)]):
+        realtime.forget_live_state()
+        messages = services.prepare_bar_messages(batch)
+        assert all("bars" in message and "columns" not in message for message in messages)
+        assert sum(len(message["bars"]) for message in messages) == len(batch)
