@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
@@ -326,11 +326,20 @@ async def apublish_stored_bars(rows: Sequence[BarRow], listened: set[str] | None
     all. The indicator values and the encoding run in the database thread, the sends in the loop:
     the thread never waits for Redis."""
     layer = get_channel_layer()
-    heard = [row for row in rows if listened is None or bars_group(row.instrument_id, row.timeframe) in listened]
+    heard = list(rows) if listened is None else _in_groups(rows, listened)
     messages = await sync_to_async(_prepare_announcement)(rows, heard if layer is not None else [])
     if layer is not None and messages:
         await send_bar_messages(layer, messages)
     return len(heard) if layer is not None else 0
+
+
+def _in_groups(rows: Sequence[BarRow], groups: set[str]) -> list[BarRow]:
+    """The rows whose series' group is one of `groups` (a group name made per series, not per bar)."""
+    series = {(row.instrument_id, row.timeframe) for row in rows}
+    wanted = {key for key in series if bars_group(*key) in groups}
+    if len(wanted) == len(series):
+        return list(rows)
+    return [row for row in rows if (row.instrument_id, row.timeframe) in wanted]
 
 
 def _prepare_announcement(rows: Sequence[BarRow], heard: Sequence[BarRow]) -> list[dict[str, Any]]:
@@ -403,5 +412,11 @@ async def aschedule_intrabar_alerts(rows: Sequence[BarRow]) -> None:
         log.exception("could not schedule intrabar alert evaluation for %d partial bars", len(rows))
 
 
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+
+
 def utc_from_ms(time_ms: int) -> datetime:
-    return datetime.fromtimestamp(time_ms / 1000, tz=UTC)
+    # Integer arithmetic: exact at any date (fromtimestamp(ms / 1000) goes through a float) and
+    # faster, which counts at a bar per few trades in a replay.
+    return _UNIX_EPOCH + time_ms * _MILLISECOND
