@@ -205,9 +205,9 @@ def prepare_bar_messages(rows: Sequence[BarRow]) -> list[dict[str, Any]]:
     """The batch messages of stored bars, final ones with the live indicator values (reads the
     database when a series is opened or has a gap: call from a worker thread in async code).
 
-    A series with COLUMNS_MIN_BARS final bars or more in time order (a catch-up, a replay) goes as
-    columnar messages (`bar_column_messages`), its indicator values straight from one vectorized
-    pass; the others (a bar a minute, live) as items of one frame each."""
+    A series whose rows start with COLUMNS_MIN_BARS final bars or more in time order (a catch-up, a
+    replay) sends those as columnar messages (`bar_column_messages`), their indicator values straight
+    from one vectorized pass; everything else (a bar a minute, live) goes as items of one frame each."""
     # Imported here: indicators builds on market.
     from indicators.realtime import live_indicator_columns, live_indicator_values_many
 
@@ -217,11 +217,13 @@ def prepare_bar_messages(rows: Sequence[BarRow]) -> list[dict[str, Any]]:
     messages: list[dict[str, Any]] = []
     by_bar: list[BarRow] = []
     for series_key, series_rows in by_series.items():
-        if _takes_columns(series_rows):
-            columns = live_indicator_columns(series_key, series_rows)
+        leading = _final_run(series_rows)
+        if leading >= COLUMNS_MIN_BARS:
+            columns = live_indicator_columns(series_key, series_rows[:leading])
             if columns is not None:
-                messages.extend(bar_column_messages(series_rows, columns))
-                continue
+                # The rest (an open bar stored at shutdown, a correction) follows as items.
+                messages.extend(bar_column_messages(series_rows[:leading], columns))
+                series_rows = series_rows[leading:]
         by_bar.extend(series_rows)
     # Indicator panes update with final bars: the indicators app's latest values, O(1) per bar.
     return messages + bar_batch_messages(by_bar, live_indicator_values_many(by_bar)) if by_bar else messages
@@ -233,10 +235,14 @@ def prepare_bar_messages(rows: Sequence[BarRow]) -> list[dict[str, Any]]:
 COLUMNS_MIN_BARS = 64
 
 
-def _takes_columns(rows: Sequence[BarRow]) -> bool:
-    if len(rows) < COLUMNS_MIN_BARS or not all(row.final for row in rows):
-        return False
-    return all(earlier.time < later.time for earlier, later in pairwise(rows))
+def _final_run(rows: Sequence[BarRow]) -> int:
+    """How many of the rows, from the first, are final bars in time order."""
+    if not rows or not rows[0].final:
+        return 0
+    for count, (earlier, later) in enumerate(pairwise(rows), start=1):
+        if not later.final or later.time <= earlier.time:
+            return count
+    return len(rows)
 
 
 BAR_COLUMNS = ("time", "open", "high", "low", "close", "volume", "trades", "vwap")
