@@ -128,7 +128,8 @@ class SymbolState:
             if self.minute >= 0:
                 self.coverage[self.minute] = [self.first, self.last, self.count]
             self.minute, self.first, self.last, self.count = minute, first, last, last - first + 1
-            self._forget_old()
+            if len(self.coverage) > 2 * COVERAGE_MINUTES:  # now and then, not a call every minute
+                self._forget_old()
             return
         seen = self.coverage.get(minute)
         if seen is None:
@@ -143,10 +144,9 @@ class SymbolState:
     def _forget_old(self) -> None:
         # Klines arrive soon after their minute, but after a catch-up the stream may still deliver
         # closes of minutes the REST pages went well past: keep an hour.
-        if len(self.coverage) > 2 * COVERAGE_MINUTES:
-            horizon = self.minute - COVERAGE_MINUTES * MINUTE_MS
-            for old in [m for m in self.coverage if m < horizon]:
-                del self.coverage[old]
+        horizon = self.minute - COVERAGE_MINUTES * MINUTE_MS
+        for old in [m for m in self.coverage if m < horizon]:
+            del self.coverage[old]
 
     def covered(self, minute: int, first: int, last: int) -> bool:
         """Did the trades we passed on include every raw trade of the kline's [first, last]?"""
