@@ -328,11 +328,8 @@ class Collector:
 
     async def _on_event(self, event: SourceEvent) -> None:
         """Every event but trades and clock events (`_consume` handles those itself)."""
-        kind = type(event)
-        if kind is ClockEvent:
-            self._on_clock_event(event)  # type: ignore[arg-type]
-            return
         self.stats.other_events += 1
+        kind = type(event)
         if kind is BarEvent:
             self._on_bar(event)  # type: ignore[arg-type]
         elif kind is KlineEvent:
