@@ -49,14 +49,14 @@ def bars_from(frame: pd.DataFrame, instrument_id: int) -> list[BarRow]:
 
 
 def stored(instrument_id: int) -> list[tuple[Any, ...]]:
-    """The stored bars of one instrument's 1m series, in time order, without ids."""
+    """The stored bars of one instrument's 1m series, in time order."""
     return list(Bar.objects.for_series(instrument_id, "1m").order_by("time").values_list(*VALUE_FIELDS))
 
 
 def row_versions() -> list[tuple[Any, ...]]:
     """Where each stored row version lives and which transaction wrote it: a write changes them."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT id, ctid::text, xmin::text FROM market_bar ORDER BY id")
+        cursor.execute('SELECT instrument_id, timeframe, "time", ctid::text, xmin::text FROM market_bar ORDER BY 1, 2, 3')
         return cursor.fetchall()
 
 
