@@ -35,22 +35,28 @@ rollup_triggers = importlib.import_module("market.migrations.0004_rollup_trigger
 
 
 def forward(apps, schema_editor) -> None:
-    """On SQLite `apps` holds the model as it is to be: the remake builds the table from it."""
+    """`apps` holds the model as it is to be: SQLite's remake builds the new table from it."""
+    _change_key(apps, schema_editor, POSTGRES_FORWARD, new_column=None)
+
+
+def backward(apps, schema_editor) -> None:
+    """`apps` holds the model as it was, with its id: SQLite numbers the bars again (an unbound copy
+    of the field, as an AddField would pass, so that the remake fills it instead of copying it)."""
+    new_id = apps.get_model("market", "Bar")._meta.get_field("id").clone()
+    new_id.set_attributes_from_name("id")
+    _change_key(apps, schema_editor, POSTGRES_BACKWARD, new_column=new_id)
+
+
+def _change_key(apps, schema_editor, postgres_sql: str, new_column) -> None:
     vendor = schema_editor.connection.vendor
     if vendor == "postgresql":
-        schema_editor.execute(POSTGRES_FORWARD)
+        schema_editor.execute(postgres_sql)
     elif vendor == "sqlite":
-        schema_editor._remake_table(apps.get_model("market", "Bar"))
+        schema_editor._remake_table(apps.get_model("market", "Bar"), create_field=new_column)
         for statement in [*rollup_triggers.SQLITE_TRIGGERS, rollup_triggers.OPEN_BARS_INDEX]:
             schema_editor.execute(statement)
     else:
         raise NotImplementedError(f"bars support PostgreSQL and SQLite, not {vendor}")
-
-
-def backward(apps, schema_editor) -> None:
-    if schema_editor.connection.vendor != "postgresql":
-        raise NotImplementedError("going back to the surrogate id of bars is written for PostgreSQL only")
-    schema_editor.execute(POSTGRES_BACKWARD)
 
 
 class Migration(migrations.Migration):
