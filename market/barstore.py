@@ -400,6 +400,8 @@ def rollup_spans(batch: BarColumns) -> tuple[Ints, Ints, Ints]:
     (µs) per instrument and UTC day, as the trigger of migration 0004 noted them."""
     base = batch.timeframe == _TIMEFRAME_CODES[BASE_TIMEFRAME]
     ids, times = batch.instrument_id[base], batch.time_us[base]
+    if len(ids) == 0:
+        return ids, times, times
     days = times // _DAY_US
     firsts = np.flatnonzero(np.append(True, (ids[1:] != ids[:-1]) | (days[1:] != days[:-1])))
     lasts = np.append(firsts[1:], len(ids)) - 1

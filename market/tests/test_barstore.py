@@ -418,6 +418,12 @@ def test_it_notes_the_1m_bars_it_writes_for_the_rollup(xrp_bars, instrument, oth
         assert spans == sorted([*expected, (other_instrument.pk, other_bars[0].time, other_bars[-1].time)])
 
 
+def test_bars_of_other_timeframes_alone_note_nothing(xrp_bars):
+    upsert_bars([bar._replace(timeframe="1d") for bar in xrp_bars[:3]])
+
+    assert pending_spans() == []
+
+
 def test_it_notes_corrected_bars_and_nothing_for_identical_ones(xrp_bars, instrument):
     upsert_bars(xrp_bars)
     PendingRollup.objects.all().delete()
