@@ -416,7 +416,7 @@ def _note_for_rollup(cursor: CursorWrapper, batch: BarColumns) -> None:
 
 def _newest_stored_times(cursor: CursorWrapper, batch: BarColumns, starts: Ints) -> Ints:
     """Per series of the batch, the open time of its newest stored bar (µs), or the smallest int64.
-    One query; each max() is one descent of the unique index."""
+    One query; each max() is one descent of the primary key index."""
     cursor.execute(
         f"""SELECT (SELECT (extract(epoch FROM max(b."time")) * 1000000)::bigint FROM {_TABLE} AS b
                     WHERE b.instrument_id = s.instrument_id AND b.timeframe = s.timeframe)
@@ -443,7 +443,7 @@ def _append(cursor: CursorWrapper, batch: BarColumns) -> bool:
 # Identical bars are filtered out by the anti-join before the INSERT: ON CONFLICT alone would lock
 # (and so dirty) every conflicting row even when its WHERE then declines the update, costing more
 # than the join. `xmax = 0` holds for a freshly inserted row version only, which splits the count.
-# `noted` records the roll-up's spans of the 1m bars written, as the statement trigger once did.
+# `noted` records the roll-up's spans of the 1m bars written, one per instrument and UTC day.
 _UPSERT_FROM_STAGING = f"""
 WITH changed AS (
     SELECT * FROM {_STAGING} AS s
