@@ -188,15 +188,11 @@ def copy_into_new_table(constraint: str, feed: Callable[[Any], object]) -> None:
 
 
 def copy_into_bar_table(blocks: list[bytes]) -> None:
-    """As the bar store writes: with the roll-up trigger switched off (the store notes the spans
-    itself, one small INSERT, left out here)."""
     from django.db import connection
 
     sql = f"COPY market_bar ({COLUMNS}) FROM STDIN (FORMAT BINARY)"
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('cryptostock.rollup_noted_by_writer', 'on', true)")
-        with cursor.cursor.copy(sql) as copy:
-            write_blocks(copy, blocks)
+    with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+        write_blocks(copy, blocks)
 
 
 def write_blocks(copy: Any, blocks: list[bytes]) -> None:

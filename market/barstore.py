@@ -7,9 +7,7 @@ the same values writes nothing; a bar with other values replaces the stored one.
 
 PostgreSQL: bars after the newest stored bar of their series are appended by binary COPY straight
 into the table; the others go by binary COPY into a session-local staging table and one
-`INSERT ... ON CONFLICT DO UPDATE` that skips identical bars. The store notes the spans of 1m bars it
-wrote for the roll-up itself, one row per instrument and UTC day, with the table's per-row trigger
-switched off for its own writes. SQLite: a plain upsert per bar.
+`INSERT ... ON CONFLICT DO UPDATE` that skips identical bars. SQLite: a plain upsert per bar.
 docs/barstore.md has the design and the measured numbers.
 """
 
@@ -29,7 +27,7 @@ from django.db.backends.utils import CursorWrapper
 from psycopg import errors as pg_errors
 
 from market.models import Bar, Instrument
-from market.timeframes import BASE_TIMEFRAME, TIMEFRAMES
+from market.timeframes import TIMEFRAMES
 
 type BarKey = tuple[int, str, int]
 
@@ -367,51 +365,16 @@ def _upsert_postgresql(batch: BarColumns, report_written: bool) -> _Written:
     starts, lengths = series_bounds(batch)
     written = _Written()
     with connection.cursor() as cursor:
-        # The roll-up trigger stands aside (migration 0009): the spans are noted below, a row per
-        # instrument and day instead of one per bar. Only until these writes are done: whatever the
-        # caller writes next in the same transaction is noted by the trigger again.
-        cursor.execute(_ROLLUP_NOTED_BY_WRITER, ["on"])
         newest = np.repeat(_newest_stored_times(cursor, batch, starts), lengths)
         after_newest = batch.time_us > newest
         new_bars = batch if after_newest.all() else batch.take(after_newest)
         if after_newest.any() and _append(cursor, new_bars):
             written.inserted = len(new_bars)
             written.keys = _keys(new_bars) if report_written else []
-            _note_for_rollup(cursor, new_bars)
             batch = batch.take(~after_newest)
         if len(batch):
             written.add(_upsert_via_staging(cursor, batch, report_written))
-        cursor.execute(_ROLLUP_NOTED_BY_WRITER, ["off"])
     return written
-
-
-_ROLLUP_NOTED_BY_WRITER = "SELECT set_config('cryptostock.rollup_noted_by_writer', %s, true)"
-_NOTE_SPANS = """
-INSERT INTO market_pendingrollup (instrument_id, first_time, last_time)
-SELECT instrument_id, timestamptz 'epoch' + first_us * interval '1 microsecond',
-       timestamptz 'epoch' + last_us * interval '1 microsecond'
-FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[]) AS s(instrument_id, first_us, last_us)
-"""
-_DAY_US = 86_400_000_000
-
-
-def rollup_spans(batch: BarColumns) -> tuple[Ints, Ints, Ints]:
-    """For a sorted batch, the roll-up's spans of its 1m bars: instrument, first and last open time
-    (µs) per instrument and UTC day, as the trigger of migration 0004 noted them."""
-    base = batch.timeframe == _TIMEFRAME_CODES[BASE_TIMEFRAME]
-    ids, times = batch.instrument_id[base], batch.time_us[base]
-    if len(ids) == 0:
-        return ids, times, times
-    days = times // _DAY_US
-    firsts = np.flatnonzero(np.append(True, (ids[1:] != ids[:-1]) | (days[1:] != days[:-1])))
-    lasts = np.append(firsts[1:], len(ids)) - 1
-    return ids[firsts], times[firsts], times[lasts]
-
-
-def _note_for_rollup(cursor: CursorWrapper, batch: BarColumns) -> None:
-    ids, firsts, lasts = rollup_spans(batch)
-    if len(ids):
-        cursor.execute(_NOTE_SPANS, [ids.tolist(), firsts.tolist(), lasts.tolist()])
 
 
 def _newest_stored_times(cursor: CursorWrapper, batch: BarColumns, starts: Ints) -> Ints:
@@ -443,7 +406,6 @@ def _append(cursor: CursorWrapper, batch: BarColumns) -> bool:
 # Identical bars are filtered out by the anti-join before the INSERT: ON CONFLICT alone would lock
 # (and so dirty) every conflicting row even when its WHERE then declines the update, costing more
 # than the join. `xmax = 0` holds for a freshly inserted row version only, which splits the count.
-# `noted` records the roll-up's spans of the 1m bars written, one per instrument and UTC day.
 _UPSERT_FROM_STAGING = f"""
 WITH changed AS (
     SELECT * FROM {_STAGING} AS s
@@ -459,10 +421,6 @@ WITH changed AS (
         WHERE ({", ".join(f'b."{name}"' for name in _VALUES)})
               IS DISTINCT FROM ({", ".join(f'EXCLUDED."{name}"' for name in _VALUES)})
     RETURNING (b.xmax = 0) AS inserted, b.instrument_id, b.timeframe, b."time"
-), noted AS (
-    INSERT INTO market_pendingrollup (instrument_id, first_time, last_time)
-    SELECT instrument_id, min("time"), max("time") FROM written WHERE timeframe = '{BASE_TIMEFRAME}'
-    GROUP BY instrument_id, floor(date_part('epoch', "time") / 86400)
 )
 """
 _COUNT_WRITTEN = "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written"

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 import pytest
-from django.db import connection, transaction
+from django.db import connection
 
 from market import barstore
 from market.barstore import BarRow, InvalidBars, UpsertResult, upsert_bar_frame, upsert_bars
@@ -405,7 +405,7 @@ def test_it_notes_the_1m_bars_it_writes_for_the_rollup(xrp_bars, instrument, oth
     spans = pending_spans()
     for bar in [*xrp_bars, *other_bars]:
         assert any(key == bar.instrument_id and first <= bar.time <= last for key, first, last in spans)
-    if on_postgresql():  # the store notes one span per instrument and UTC day (SQLite's trigger one per bar)
+    if on_postgresql():  # one span per instrument and UTC day per statement (SQLite's trigger: one per bar)
         days = sorted({bar.time.date() for bar in xrp_bars})
         expected = [
             (
@@ -434,15 +434,3 @@ def test_it_notes_corrected_bars_and_nothing_for_identical_ones(xrp_bars, instru
     corrected = xrp_bars[100]._replace(volume=xrp_bars[100].volume + 1)
     upsert_bars([corrected])
     assert pending_spans() == [(instrument.pk, corrected.time, corrected.time)]
-
-
-def test_other_writes_in_the_same_transaction_are_still_noted_by_the_trigger(xrp_bars, instrument):
-    # Given the store wrote bars in a transaction (on PostgreSQL it switches the trigger off meanwhile)
-    later = xrp_bars[10]
-    with transaction.atomic():
-        upsert_bars(xrp_bars[:5])
-        # When the caller then writes a 1m bar through the ORM in the same transaction
-        Bar.objects.create(**later._asdict())
-
-    # Then the trigger noted that one too
-    assert (instrument.pk, later.time, later.time) in pending_spans()

@@ -77,7 +77,7 @@ def test_the_composite_key_migration_keeps_every_bar_forward_and_back(at_0007):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_after_the_migrations_the_trigger_still_notes_1m_bars_written_outside_the_store(at_0007):
+def test_after_the_migration_the_rollup_trigger_still_notes_changed_1m_bars(at_0007):
     # Given the bar table migrated with bars in it
     store_some_bars(at_0007)
     apps = migrate(latest())
