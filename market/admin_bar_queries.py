@@ -50,7 +50,10 @@ class BarPrimaryKey(NamedTuple):
         moment = datetime.fromisoformat(time)
         if moment.tzinfo is None:
             raise ValueError(f"time {time!r} has no UTC offset")
-        return cls(number, timeframe, moment.astimezone(UTC))
+        try:
+            return cls(number, timeframe, moment.astimezone(UTC))
+        except OverflowError:  # 9999-12-31T23:59-01:00 is after the last datetime in UTC
+            raise ValueError(f"time {time!r} is out of range") from None
 
     @classmethod
     def from_text(cls, text: str) -> BarPrimaryKey:

@@ -19,7 +19,7 @@ from accounts.tests.clients import logged_in
 from market.admin_bar_queries import BarFilters, BarPrimaryKey, newest_bars, newest_bars_plain
 from market.barstore import BarRow
 from market.models import Bar, Exchange, Instrument
-from market.services import store_bars
+from market.services import delete_bars, store_bars
 
 pytestmark = pytest.mark.django_db
 
@@ -176,6 +176,8 @@ def test_the_list_never_counts_the_bars(root, stored):
         {"after": "not-a-key"},
         {"after": "1/1m/2024-03-01T00:00:00"},
         {"since": "2024-03-02", "until": "2024-03-01"},
+        {"instrument": "99999999999999999999"},
+        {"q": "a\x00b"},
     ],
 )
 def test_bad_list_parameters_are_shown_as_errors(root, stored, params):
@@ -358,6 +360,34 @@ def test_running_no_action_or_on_no_bars_changes_nothing(root, stored, instrumen
     assert Bar.objects.count() == 12
 
 
+def test_delete_bars_deletes_exactly_the_given_keys_and_then_drops_their_cached_responses(
+    stored, instrument, eth, django_capture_on_commit_callbacks, monkeypatch
+):
+    dropped: list[set[int]] = []
+    monkeypatch.setattr("market.services.invalidate_cached_bars", lambda ids: dropped.append(set(ids)))
+    with django_capture_on_commit_callbacks(execute=True):
+        deleted = delete_bars([key(instrument, 0), key(eth, 0, "5m"), key(instrument, 99)])
+        assert dropped == []  # not before the commit
+
+    assert deleted == 2
+    assert Bar.objects.count() == 10
+    assert not Bar.objects.filter(pk__in=[tuple(key(instrument, 0)), tuple(key(eth, 0, "5m"))]).exists()
+    assert Bar.objects.filter(pk=tuple(key(eth, 0))).exists()
+    assert dropped == [{instrument.pk, eth.pk}]
+
+
+def test_deleting_no_stored_bar_drops_no_cached_response(
+    stored, instrument, django_capture_on_commit_callbacks, monkeypatch
+):
+    dropped: list[set[int]] = []
+    monkeypatch.setattr("market.services.invalidate_cached_bars", lambda ids: dropped.append(set(ids)))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert delete_bars([key(instrument, 99)]) == 0
+        assert delete_bars([]) == 0
+
+    assert dropped == []
+
+
 # --- Permissions and bad keys --------------------------------------------------------------------
 
 
@@ -431,6 +461,8 @@ def test_someone_not_staff_is_sent_to_the_admin_login(stored, instrument, make_u
         "0/1m/2024-03-01T00:01:00Z/delete/",
         "{id}/1m/2024-02-30T00:00:00Z/delete/",
         "not-a-key/change/",
+        "{id}/1m/9999-12-31T23:59:59-01:00/change/",  # after the last datetime once in UTC
+        "99999999999999999999/1m/2024-03-01T00:01:00Z/change/",  # beyond bigint
     ],
 )
 def test_bad_bar_urls_are_404(root, stored, instrument, path):
