@@ -159,7 +159,7 @@ class BarAdminPages:
 
     def add(self, request: HttpRequest) -> HttpResponse:
         require(request, "add")
-        form = NewBarForm(request.POST or None)
+        form = NewBarForm(request.POST if request.method == "POST" else None)
         if request.method == "POST" and form.is_valid():
             key = form.key()
             with transaction.atomic():
@@ -175,7 +175,7 @@ class BarAdminPages:
             require(request, "change")
         key = key_or_404(instrument_id, timeframe, time)
         bar = bar_or_404(key)
-        form = BarValuesForm(request.POST or None, initial=values_of(bar))
+        form = BarValuesForm(request.POST if request.method == "POST" else None, initial=values_of(bar))
         if request.method == "POST" and form.is_valid():
             with transaction.atomic():
                 stored = store_and_log(request, form, key, CHANGE)
@@ -189,6 +189,7 @@ class BarAdminPages:
         return self.render(request, "change_form.html", context)
 
     def change_by_object_id(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        require(request, "view", "change")
         try:
             key = BarPrimaryKey.from_text(unquote(object_id))
         except ValueError as error:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
+from django.contrib.admin.utils import quote
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.db import connection
@@ -317,6 +318,13 @@ def test_a_new_bar_that_cannot_be_stored_is_a_form_error(root, stored, instrumen
     assert Bar.objects.count() == before
 
 
+def test_an_empty_new_bar_names_every_required_field(root):
+    response = root.post(reverse("admin:market_bar_add"), {})
+
+    assert response.status_code == 200
+    assert {"instrument", "time", "open", "high", "low", "close"} <= set(response.context["form"].errors)
+
+
 # --- Delete ------------------------------------------------------------------------------------
 
 
@@ -402,6 +410,7 @@ def every_bar_request(instrument) -> list[tuple[str, str, dict[str, object]]]:
         ("post", change_url(bar), VALUES),
         ("get", delete_url(bar), {}),
         ("post", delete_url(bar), {"post": "yes"}),
+        ("get", LIST + quote(bar.text) + "/change/", {}),  # the recent actions' link
     ]
 
 
@@ -424,7 +433,7 @@ def test_a_viewer_of_bars_may_list_and_view_but_not_change_add_or_delete(stored,
 
     statuses = [getattr(client, method)(url, data).status_code for method, url, data in every_bar_request(instrument)]
 
-    assert statuses == [200, 403, 403, 403, 200, 403, 403, 403]
+    assert statuses == [200, 403, 403, 403, 200, 403, 403, 403, 302]
     view = client.get(change_url(key(instrument, 1)))
     assert all(field.disabled for field in view.context["form"].fields.values())
     assert b'name="_save"' not in view.content
