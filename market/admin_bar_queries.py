@@ -25,6 +25,8 @@ from django.db.models import Q, QuerySet
 from market.models import Bar, Instrument
 from market.timeframes import TIMEFRAMES
 
+_BIGINT_MAX = 2**63 - 1  # instrument ids are bigint; a bigger number would fail in the database
+
 
 class BarPrimaryKey(NamedTuple):
     """A bar's identity, as in the admin's URLs (`<instrument_id>/<timeframe>/<ISO time>`) and in
@@ -43,8 +45,8 @@ class BarPrimaryKey(NamedTuple):
         """The key from its URL parts; ValueError names what is wrong. The time must carry its
         offset (Z or +hh:mm): a naive time would be a guess."""
         number = int(instrument_id)
-        if number <= 0:
-            raise ValueError(f"instrument id must be positive, not {instrument_id!r}")
+        if not 0 < number <= _BIGINT_MAX:
+            raise ValueError(f"no instrument has the id {instrument_id!r}")
         if timeframe not in TIMEFRAMES:
             raise ValueError(f"unknown timeframe {timeframe!r}; known: {', '.join(TIMEFRAMES)}")
         moment = datetime.fromisoformat(time)
