@@ -126,11 +126,13 @@ class BarAdminPages:
         if request.method == "POST":
             return self.run_action(request)
         form = BarListForm(request.GET)
+        title = "Select bar to change" if may(request, "change") else "Select bar to view"
         if not form.is_valid():
-            return self.render(request, "change_list.html", list_context(request, form, []), status=400)
+            context = {"title": title, **list_context(request, form, [])}
+            return self.render(request, "change_list.html", context, status=400)
         bars = newest_bars(form.filters(), after=form.cleaned_data["after"], limit=PAGE_SIZE + 1)
         context = list_context(request, form, bars[:PAGE_SIZE], more=len(bars) > PAGE_SIZE)
-        return self.render(request, "change_list.html", {"title": "Select bar to change", **context})
+        return self.render(request, "change_list.html", {"title": title, **context})
 
     def run_action(self, request: HttpRequest) -> HttpResponse:
         """The list's one action, delete_selected: a confirmation page, then (with post=yes) the delete."""
