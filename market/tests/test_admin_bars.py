@@ -19,7 +19,7 @@ from django.urls import reverse
 from accounts.tests.clients import logged_in
 from market.admin_bar_queries import BarFilters, BarPrimaryKey, newest_bars, newest_bars_plain
 from market.barstore import BarRow
-from market.models import Bar, Exchange, Instrument
+from market.models import Bar, Exchange, Instrument, PendingRollup
 from market.services import delete_bars, store_bars
 
 pytestmark = pytest.mark.django_db
@@ -240,6 +240,16 @@ def test_saving_a_valid_bar_stores_it_and_logs_the_change(root, stored, instrume
     assert (entry.action_flag, entry.object_id) == (CHANGE, f"{instrument.pk}/1m/2024-03-01T00:01:00Z")
     assert entry.get_change_message() == "Changed close, volume and trades."
     assert entry.object_repr == "XRP/ETH on binance 1m 2024-03-01 00:01:00 UTC"
+
+
+def test_a_changed_minute_is_queued_for_the_roll_up(root, stored, instrument):
+    PendingRollup.objects.all().delete()
+
+    root.post(change_url(key(instrument, 1)), VALUES)
+
+    minute = START + timedelta(minutes=1)
+    spans = PendingRollup.objects.filter(instrument_id=instrument.pk, first_time__lte=minute, last_time__gte=minute)
+    assert spans.exists()
 
 
 def test_a_bar_the_store_refuses_is_a_form_error_and_nothing_changes(root, stored, instrument):
