@@ -379,7 +379,7 @@ def _upsert_postgresql(batch: BarColumns, report_written: bool) -> _Written:
 
 def _newest_stored_times(cursor: CursorWrapper, batch: BarColumns, starts: Ints) -> Ints:
     """Per series of the batch, the open time of its newest stored bar (µs), or the smallest int64.
-    One query; each max() is one descent of the unique index."""
+    One query; each max() is one descent of the primary key index."""
     cursor.execute(
         f"""SELECT (SELECT (extract(epoch FROM max(b."time")) * 1000000)::bigint FROM {_TABLE} AS b
                     WHERE b.instrument_id = s.instrument_id AND b.timeframe = s.timeframe)
