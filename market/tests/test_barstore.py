@@ -311,6 +311,21 @@ def test_it_rejects_bars_of_an_instrument_that_does_not_exist(xrp_bars, instrume
     assert Bar.objects.count() == 0
 
 
+def test_a_refused_instrument_leaves_the_callers_transaction_usable(xrp_bars, instrument):
+    # Given a caller's transaction in which one write names an instrument that does not exist
+    from django.db import transaction
+
+    with transaction.atomic():
+        with pytest.raises(InvalidBars, match="no such instrument"):
+            upsert_bars([xrp_bars[0]._replace(instrument_id=instrument.id + 1000), xrp_bars[1]])
+        # When the caller goes on writing in the same transaction
+        result = upsert_bars(xrp_bars[:3])
+
+    # Then that write counts and is stored, and nothing of the refused one is
+    assert result == UpsertResult(inserted=3)
+    assert Bar.objects.count() == 3
+
+
 def test_it_moves_a_time_in_another_zone_to_utc(xrp_bars, instrument):
     elsewhere = xrp_bars[0].time.astimezone(ZoneInfo("America/New_York"))
 
