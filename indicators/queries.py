@@ -111,11 +111,11 @@ def fingerprints(instrument_id: int, timeframe: str, chunks: dict[int, tuple[int
     aggregates: dict[str, Aggregate] = {}
     for chunk, (start, end) in chunks.items():
         inside = Q(time__gte=utc(start), time__lt=utc(end))
-        aggregates[f"n{chunk}"] = Count("id", filter=inside)
+        aggregates[f"n{chunk}"] = Count("time", filter=inside)
         aggregates[f"t{chunk}"] = Max("time", filter=inside)
         aggregates[f"c{chunk}"] = Sum("close", filter=inside)
         aggregates[f"v{chunk}"] = Sum("volume", filter=inside)
-        aggregates[f"f{chunk}"] = Count("id", filter=inside & Q(final=True))
+        aggregates[f"f{chunk}"] = Count("time", filter=inside & Q(final=True))
     lowest = min(start for start, _ in chunks.values())
     highest = max(end for _, end in chunks.values())
     series = Bar.objects.for_series(instrument_id, timeframe).filter(time__gte=utc(lowest), time__lt=utc(highest))

@@ -8,7 +8,6 @@ from django.http import HttpRequest
 
 from market.models import (
     BackfillJob,
-    Bar,
     CollectorStatus,
     Exchange,
     Instrument,
@@ -61,20 +60,6 @@ class InstrumentAdmin(ChangesBars, admin.ModelAdmin[Instrument]):
 
     def instrument_ids(self, objects: Iterable[Instrument]) -> list[int]:
         return [instrument.pk for instrument in objects]
-
-
-@admin.register(Bar)
-class BarAdmin(ChangesBars, admin.ModelAdmin[Bar]):
-    list_display = ["instrument", "timeframe", "time", "open", "high", "low", "close", "volume", "trades", "final"]
-    list_filter = ["timeframe", "final", "instrument__exchange"]
-    search_fields = ["instrument__symbol"]
-    date_hierarchy = "time"
-    list_select_related = ["instrument__exchange"]
-    # Bar tables hold millions of rows: an exact COUNT(*) per page view would be the slowest query.
-    show_full_result_count = False
-
-    def instrument_ids(self, objects: Iterable[Bar]) -> list[int]:
-        return [bar.instrument_id for bar in objects]
 
 
 @admin.register(CollectorStatus)

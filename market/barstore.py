@@ -309,15 +309,18 @@ def _store(batch: BarColumns, *, report_written: bool = False) -> UpsertResult:
     if given == 0:
         return UpsertResult()
     reject_invalid(batch)
-    _reject_unknown_instruments(batch)
-    batch = latest_wins(batch)
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            written = _upsert_postgresql(batch, report_written)
-        elif connection.vendor == "sqlite":
-            written = _upsert_sqlite(batch)
-        else:
-            raise NotImplementedError(f"the bar store supports PostgreSQL and SQLite, not {connection.vendor}")
+    if connection.vendor not in ("postgresql", "sqlite"):
+        raise NotImplementedError(f"the bar store supports PostgreSQL and SQLite, not {connection.vendor}")
+    if connection.vendor == "sqlite":
+        _reject_unknown_instruments(batch, _stored_instrument_ids(batch))
+    try:
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                written = _upsert_postgresql(latest_wins(batch), report_written)
+            else:
+                written = _upsert_sqlite(latest_wins(batch))
+    except _UnknownInstruments as refused:  # found by PostgreSQL's first query, before any write
+        _reject_unknown_instruments(batch, refused.known)
     return UpsertResult(
         inserted=written.inserted,
         updated=written.updated,
@@ -343,9 +346,19 @@ def _keys(batch: BarColumns) -> list[BarKey]:
     return list(zip(batch.instrument_id.tolist(), names, batch.time_us.tolist(), strict=True))
 
 
-def _reject_unknown_instruments(batch: BarColumns) -> None:
+class _UnknownInstruments(Exception):
+    def __init__(self, known: set[int]) -> None:
+        self.known = known
+
+
+def _stored_instrument_ids(batch: BarColumns) -> set[int]:
     wanted = set(pd.unique(batch.instrument_id).tolist())
-    unknown = wanted - set(Instrument.objects.filter(id__in=wanted).values_list("id", flat=True))
+    return set(Instrument.objects.filter(id__in=wanted).values_list("id", flat=True))
+
+
+def _reject_unknown_instruments(batch: BarColumns, known: set[int]) -> None:
+    """Raise InvalidBars naming the bars (by their position as given) of instruments not in `known`."""
+    unknown = set(pd.unique(batch.instrument_id).tolist()) - known
     if unknown:
         offending = np.flatnonzero(np.isin(batch.instrument_id, list(unknown)))
         problems = [f"{batch.describe(pos)}: no such instrument" for pos in offending[: InvalidBars.MAX_LISTED]]
@@ -379,15 +392,23 @@ def _upsert_postgresql(batch: BarColumns, report_written: bool) -> _Written:
 
 def _newest_stored_times(cursor: CursorWrapper, batch: BarColumns, starts: Ints) -> Ints:
     """Per series of the batch, the open time of its newest stored bar (µs), or the smallest int64.
-    One query; each max() is one descent of the unique index."""
+    One query; each max() is one descent of the primary key index. The same query asks whether the
+    series' instrument exists (no database foreign key does, see models.Bar): one round trip less
+    per batch, a tenth of a collector's 500-bar write. Raises _UnknownInstruments if one does not."""
     cursor.execute(
-        f"""SELECT (SELECT (extract(epoch FROM max(b."time")) * 1000000)::bigint FROM {_TABLE} AS b
+        f"""SELECT EXISTS (SELECT FROM {Instrument._meta.db_table} AS i WHERE i.id = s.instrument_id),
+                   (SELECT (extract(epoch FROM max(b."time")) * 1000000)::bigint FROM {_TABLE} AS b
                     WHERE b.instrument_id = s.instrument_id AND b.timeframe = s.timeframe)
             FROM unnest(%s::bigint[], %s::text[]) WITH ORDINALITY AS s(instrument_id, timeframe, position)
             ORDER BY s.position""",
         [batch.instrument_id[starts].tolist(), [TIMEFRAME_NAMES[code] for code in batch.timeframe[starts]]],
     )
-    return np.array([_NO_TIME if newest is None else newest for (newest,) in cursor.fetchall()], dtype=np.int64)
+    rows = cursor.fetchall()
+    if not all(exists for exists, _ in rows):
+        raise _UnknownInstruments(
+            {int(batch.instrument_id[start]) for start, (exists, _) in zip(starts, rows, strict=True) if exists}
+        )
+    return np.array([_NO_TIME if newest is None else newest for _, newest in rows], dtype=np.int64)
 
 
 def _append(cursor: CursorWrapper, batch: BarColumns) -> bool:

@@ -37,8 +37,9 @@ COMPRESSION_MARGIN = timedelta(days=7)
 COMPRESS_WITHOUT_RETENTION = timedelta(days=30)
 
 DELETE_BATCH = """
-DELETE FROM market_bar WHERE id IN (
-    SELECT id FROM market_bar
+DELETE FROM market_bar
+WHERE instrument_id = %(instrument)s AND timeframe = %(timeframe)s AND "time" IN (
+    SELECT "time" FROM market_bar
     WHERE instrument_id = %(instrument)s AND timeframe = %(timeframe)s AND "time" < %(cutoff)s
     ORDER BY "time" LIMIT %(batch)s
 )

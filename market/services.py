@@ -23,7 +23,7 @@ from market.bars_cache import invalidate_cached_bars
 from market.barstore import BarRow, UpsertResult, upsert_bar_frame, upsert_bars
 from market.collector_health import HealthSnapshot
 from market.groups import ARBITRAGE_GROUP, COLLECTORS_GROUP, bars_group
-from market.models import Exchange, Instrument
+from market.models import Bar, Exchange, Instrument
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +144,22 @@ def bars_changed(instrument_ids: Iterable[int]) -> None:
     changed = set(instrument_ids)
     if changed:
         transaction.on_commit(lambda: invalidate_cached_bars(changed))
+
+
+def delete_bars(keys: Iterable[tuple[int, str, datetime]]) -> int:
+    """Delete the bars of these (instrument_id, timeframe, time) keys (the admin); once committed,
+    the cached API responses of their instruments are dropped. Returns how many were deleted.
+
+    The roll-up is not told: like retention, a deleted minute leaves the higher timeframes as they
+    were (PendingRollup records writes, not deletes; docs/scheduled.md)."""
+    wanted = [(instrument_id, timeframe, time) for instrument_id, timeframe, time in keys]
+    if not wanted:
+        return 0
+    with transaction.atomic():
+        deleted, _ = Bar.objects.filter(pk__in=wanted).delete()
+        if deleted:
+            bars_changed(instrument_id for instrument_id, _, _ in wanted)
+    return deleted
 
 
 def ensure_instrument(exchange_code: str, symbol: str) -> Instrument:

@@ -14,6 +14,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from market.admin_bar_queries import BarPrimaryKey
 from market.bars_cache import invalidate_cached_bars
 from market.barstore import BarRow
 from market.models import Bar
@@ -160,23 +161,10 @@ def test_retention_drops_the_cached_responses(viewer_client, cached, committing)
 
 def test_editing_a_bar_in_the_admin_drops_the_cached_responses(viewer_client, superuser_client, cached, committing):
     bars(viewer_client, cached)
-    stored = Bar.objects.get(instrument=cached, timeframe="1m", time=START)
-    form = {
-        "instrument": cached.pk,
-        "timeframe": "1m",
-        "time_0": "2024-03-01",
-        "time_1": "00:00:00",
-        "open": 10.0,
-        "high": 11.0,
-        "low": 9.0,
-        "close": 9.5,
-        "volume": 1.0,
-        "trades": 3,
-        "vwap": "",
-        "final": "on",
-    }
+    stored = BarPrimaryKey(cached.pk, "1m", START)
+    form = {"open": 10.0, "high": 11.0, "low": 9.0, "close": 9.5, "volume": 1.0, "trades": 3, "vwap": "", "final": "on"}
     with committing():
-        response = superuser_client.post(reverse("admin:market_bar_change", args=[stored.pk]), form)
+        response = superuser_client.post(reverse("admin:market_bar_change", args=stored.url_args), form)
     assert response.status_code == 302, response.content
 
     assert closes(viewer_client, cached) == [9.5, 10.5]
@@ -184,15 +172,15 @@ def test_editing_a_bar_in_the_admin_drops_the_cached_responses(viewer_client, su
 
 def test_deleting_bars_in_the_admin_drops_the_cached_responses(viewer_client, superuser_client, cached, committing):
     bars(viewer_client, cached)
-    first, second = Bar.objects.filter(instrument=cached).order_by("time")
+    first, second = (BarPrimaryKey.of(stored) for stored in Bar.objects.filter(instrument=cached).order_by("time"))
     with committing():
-        superuser_client.post(reverse("admin:market_bar_delete", args=[first.pk]), {"post": "yes"})
+        superuser_client.post(reverse("admin:market_bar_delete", args=first.url_args), {"post": "yes"})
     assert len(bars(viewer_client, cached)) == 1
 
     with committing():
         superuser_client.post(
             reverse("admin:market_bar_changelist"),
-            {"action": "delete_selected", "_selected_action": [second.pk], "post": "yes"},
+            {"action": "delete_selected", "_selected_action": [second.text], "post": "yes"},
         )
 
     assert bars(viewer_client, cached) == []

@@ -16,7 +16,7 @@ from django.db import connection
 
 from market import barstore
 from market.barstore import BarRow, InvalidBars, UpsertResult, upsert_bar_frame, upsert_bars
-from market.models import Bar, Instrument
+from market.models import Bar, Instrument, PendingRollup
 
 pytestmark = pytest.mark.django_db
 
@@ -49,14 +49,16 @@ def bars_from(frame: pd.DataFrame, instrument_id: int) -> list[BarRow]:
 
 
 def stored(instrument_id: int) -> list[tuple[Any, ...]]:
-    """The stored bars of one instrument's 1m series, in time order, without ids."""
+    """The stored bars of one instrument's 1m series, in time order."""
     return list(Bar.objects.for_series(instrument_id, "1m").order_by("time").values_list(*VALUE_FIELDS))
 
 
 def row_versions() -> list[tuple[Any, ...]]:
     """Where each stored row version lives and which transaction wrote it: a write changes them."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT id, ctid::text, xmin::text FROM market_bar ORDER BY id")
+        cursor.execute(
+            'SELECT instrument_id, timeframe, "time", ctid::text, xmin::text FROM market_bar ORDER BY 1, 2, 3'
+        )
         return cursor.fetchall()
 
 
@@ -309,6 +311,21 @@ def test_it_rejects_bars_of_an_instrument_that_does_not_exist(xrp_bars, instrume
     assert Bar.objects.count() == 0
 
 
+def test_a_refused_instrument_leaves_the_callers_transaction_usable(xrp_bars, instrument):
+    # Given a caller's transaction in which one write names an instrument that does not exist
+    from django.db import transaction
+
+    with transaction.atomic():
+        with pytest.raises(InvalidBars, match="no such instrument"):
+            upsert_bars([xrp_bars[0]._replace(instrument_id=instrument.id + 1000), xrp_bars[1]])
+        # When the caller goes on writing in the same transaction
+        result = upsert_bars(xrp_bars[:3])
+
+    # Then that write counts and is stored, and nothing of the refused one is
+    assert result == UpsertResult(inserted=3)
+    assert Bar.objects.count() == 3
+
+
 def test_it_moves_a_time_in_another_zone_to_utc(xrp_bars, instrument):
     elsewhere = xrp_bars[0].time.astimezone(ZoneInfo("America/New_York"))
 
@@ -383,3 +400,52 @@ def test_deleting_an_instrument_deletes_its_bars_without_a_database_foreign_key(
 
     # Then its bars are gone and the other's stay
     assert list(Bar.objects.values_list("instrument_id", flat=True)) == [other.pk]
+
+
+# --- The roll-up's change log ---------------------------------------------------------------------
+
+
+def pending_spans() -> list[tuple[int, datetime, datetime]]:
+    return sorted(PendingRollup.objects.values_list("instrument_id", "first_time", "last_time"))
+
+
+def test_it_notes_the_1m_bars_it_writes_for_the_rollup(xrp_bars, instrument, other_instrument):
+    # Given 1m bars of two instruments over three UTC days, and an hourly bar
+    other_bars = [bar._replace(instrument_id=other_instrument.pk) for bar in xrp_bars[:10]]
+    hourly = xrp_bars[0]._replace(timeframe="1h")
+
+    upsert_bars([*xrp_bars, *other_bars, hourly])
+
+    # Then every 1m bar lies in a span of its instrument; the hourly bar is not the roll-up's business
+    spans = pending_spans()
+    for bar in [*xrp_bars, *other_bars]:
+        assert any(key == bar.instrument_id and first <= bar.time <= last for key, first, last in spans)
+    if on_postgresql():  # one span per instrument and UTC day per statement (SQLite's trigger: one per bar)
+        days = sorted({bar.time.date() for bar in xrp_bars})
+        expected = [
+            (
+                instrument.pk,
+                min(b.time for b in xrp_bars if b.time.date() == day),
+                max(b.time for b in xrp_bars if b.time.date() == day),
+            )
+            for day in days
+        ]
+        assert spans == sorted([*expected, (other_instrument.pk, other_bars[0].time, other_bars[-1].time)])
+
+
+def test_bars_of_other_timeframes_alone_note_nothing(xrp_bars):
+    upsert_bars([bar._replace(timeframe="1d") for bar in xrp_bars[:3]])
+
+    assert pending_spans() == []
+
+
+def test_it_notes_corrected_bars_and_nothing_for_identical_ones(xrp_bars, instrument):
+    upsert_bars(xrp_bars)
+    PendingRollup.objects.all().delete()
+
+    upsert_bars(xrp_bars)
+    assert pending_spans() == []
+
+    corrected = xrp_bars[100]._replace(volume=xrp_bars[100].volume + 1)
+    upsert_bars([corrected])
+    assert pending_spans() == [(instrument.pk, corrected.time, corrected.time)]

@@ -1,0 +1,91 @@
+"""Migrations that rebuild the bar table keep every stored bar, forward and back, on both databases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from django.apps.registry import Apps
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+BEFORE_COMPOSITE_KEY = [("market", "0007_watchlist")]
+VALUES = ("timeframe", "time", "open", "high", "low", "close", "volume", "trades", "vwap", "final")
+START = datetime(2024, 3, 1, tzinfo=UTC)
+
+
+def migrate(targets: list[tuple[str, str]]) -> Apps:
+    executor = MigrationExecutor(connection)
+    executor.migrate(targets)
+    return executor.loader.project_state(targets).apps
+
+
+def latest() -> list[tuple[str, str]]:
+    return MigrationExecutor(connection).loader.graph.leaf_nodes()
+
+
+@pytest.fixture
+def at_0007() -> Iterator[Apps]:
+    """The database migrated back to before the composite key; migrated to the latest afterwards."""
+    try:
+        yield migrate(BEFORE_COMPOSITE_KEY)
+    finally:
+        migrate(latest())
+
+
+def stored(apps: Apps) -> list[tuple[Any, ...]]:
+    return sorted(apps.get_model("market", "Bar").objects.values_list("instrument_id", *VALUES))
+
+
+def store_some_bars(apps: Apps) -> None:
+    exchange = apps.get_model("market", "Exchange").objects.create(code="binance", name="Binance")
+    instrument = apps.get_model("market", "Instrument").objects.create(exchange=exchange, symbol="XRP/ETH")
+    apps.get_model("market", "Bar").objects.bulk_create(
+        apps.get_model("market", "Bar")(
+            instrument_id=instrument.pk,
+            timeframe=timeframe,
+            time=START + timedelta(minutes=minute),
+            open=1.0,
+            high=2.0 + minute,
+            low=0.5,
+            close=1.5,
+            volume=10.0 * minute,
+            trades=None if minute else 3,
+            vwap=1.2,
+            final=minute < 2,
+        )
+        for minute in range(3)
+        for timeframe in ("1m", "5m")
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_composite_key_migration_keeps_every_bar_forward_and_back(at_0007):
+    # Given bars stored under the surrogate id
+    store_some_bars(at_0007)
+    before = stored(at_0007)
+
+    # When the bar table gets its composite primary key, and then goes back
+    after = stored(migrate(latest()))
+    back = stored(migrate(BEFORE_COMPOSITE_KEY))
+
+    # Then the bars are the same each time, and the key is the bar's identity
+    assert before == after == back
+    assert len(before) == 6
+
+
+@pytest.mark.django_db(transaction=True)
+def test_after_the_migration_the_rollup_trigger_still_notes_changed_1m_bars(at_0007):
+    # Given the bar table migrated with bars in it
+    store_some_bars(at_0007)
+    apps = migrate(latest())
+    apps.get_model("market", "PendingRollup").objects.all().delete()
+
+    # When a 1m bar is changed through the ORM
+    apps.get_model("market", "Bar").objects.filter(timeframe="1m", time=START).update(volume=99.0)
+
+    # Then the roll-up's change log has it
+    pending = apps.get_model("market", "PendingRollup").objects.values_list("first_time", "last_time")
+    assert list(pending) == [(START, START)]
