@@ -73,21 +73,25 @@ def on_bars_stored(rows: Sequence[BarRow]) -> int:
     Only the newest bar of a batch is judged: a batch of history (an import, a collector catching
     up after an outage) must not fire one alert per old bar.
     """
-    newest: dict[FeedKey, datetime] = {}
-    for row in rows:
-        if row.final:
-            feed = (row.instrument_id, row.timeframe)
-            if feed not in newest or row.time > newest[feed]:
-                newest[feed] = row.time
-    if not newest:
+    # Which feeds have rules first: usually none, and then no bar needs looking at again (a
+    # collector catching up stores thousands a round).
+    instruments = {row.instrument_id for row in rows if row.final}
+    if not instruments:
         return 0
     watched = set(
         AlertRule.objects.live()
-        .filter(instrument_id__in={instrument for instrument, _ in newest})
+        .filter(instrument_id__in=instruments)
         .exclude(condition=Condition.COLLECTOR_DOWN)  # judged by check_collectors, not on bars
         .values_list("instrument_id", "timeframe")
     )
-    closes = [(i, tf, t.isoformat()) for (i, tf), t in newest.items() if (i, tf) in watched]
+    if not watched:
+        return 0
+    newest: dict[FeedKey, datetime] = {}
+    for row in rows:
+        feed = (row.instrument_id, row.timeframe)
+        if row.final and feed in watched and (feed not in newest or row.time > newest[feed]):
+            newest[feed] = row.time
+    closes = [(i, tf, t.isoformat()) for (i, tf), t in newest.items()]
     if closes:
         from alerts.tasks import evaluate_bar_closes_task
 

@@ -18,6 +18,7 @@ import logging
 import threading
 from bisect import bisect_right
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from itertools import pairwise
 
@@ -72,6 +73,7 @@ def live_indicator_values_many(rows: Sequence[BarRow]) -> list[dict[str, Values]
             except Exception:
                 log.exception("live indicators failed for %s %s; reopening on the next bar", *series_key)
                 _series.pop(series_key, None)
+                _kept_windows.pop(series_key, None)
                 continue
             for index, value in zip(indexes, series_values, strict=True):
                 values[index] = value
@@ -82,6 +84,7 @@ def forget_live_state() -> None:
     """Drop every live series (tests; a process that wants to reread the database)."""
     with _lock:
         _series.clear()
+        _kept_windows.clear()
 
 
 # From this many final bars of a series in one call on, their values come from one vectorized pass
@@ -140,11 +143,47 @@ class StoredTimes:
 
 
 def _batch_values(series_key: tuple[int, str], rows: list[BarRow]) -> list[dict[str, Values] | None] | None:
+    """The values at each of `rows` from the batch indicators (see `_batch_columns`), as one
+    `{key: {output: value}}` per row; None (the caller goes bar by bar) when there are no columns."""
+    columns = _batch_columns(series_key, rows)
+    if columns is None:
+        return None
+    if not columns:
+        return [{} for _ in rows]
+    keys = list(columns)
+    per_key = [
+        [dict(zip(outputs, at_row, strict=True)) for at_row in zip(*map(nullable, outputs.values()), strict=True)]
+        for outputs in columns.values()
+    ]
+    # Transposed with zip rather than filled value by value: a catch-up publishes tens of thousands of
+    # bars with some twenty values each, and this runs beside the collector's event loop.
+    return [dict(zip(keys, at_row, strict=True)) for at_row in zip(*per_key, strict=True)]
+
+
+def live_indicator_columns(series_key: tuple[int, str], rows: list[BarRow]) -> IndicatorColumns | None:
+    """The published indicators at each of `rows` (final bars of one series just stored, oldest
+    first) as columns, `{key: {output: values}}` with NaN where there is no value, from one
+    vectorized pass; the live series carries on after the last row. None when the rows do not allow
+    it (see `_batch_columns`): then `live_indicator_values_many` takes them bar by bar. For the
+    columnar batch messages of `market.services`: no dict per bar at all."""
+    with _lock:
+        try:
+            return _batch_columns(series_key, rows)
+        except Exception:
+            log.exception("live indicators failed for %s %s; reopening on the next bar", *series_key)
+            _series.pop(series_key, None)
+            _kept_windows.pop(series_key, None)
+            return None
+
+
+type IndicatorColumns = dict[str, dict[str, FloatArray]]
+
+
+def _batch_columns(series_key: tuple[int, str], rows: list[BarRow]) -> IndicatorColumns | None:
     """The values at each of `rows` from the batch indicators over the stored bars (a window before
     the first row, then every stored bar up to the last, published or not), and the live series
-    reopened at the last row; None (the caller goes bar by bar) unless the rows are stored and in
-    time order. The values equal the bar-by-bar ones to the indicators' seed tolerance, as after
-    any reopen."""
+    reopened at the last row; None unless the rows are stored and in time order. The values equal
+    the bar-by-bar ones to the indicators' seed tolerance, as after any reopen."""
     times = [int(row.time.timestamp()) for row in rows]
     if any(later <= earlier for earlier, later in pairwise(times)):
         return None  # a correction of an older bar in the batch: reopened bar by bar
@@ -153,46 +192,77 @@ def _batch_values(series_key: tuple[int, str], rows: list[BarRow]) -> list[dict[
     if instrument is None:
         return None
     size = window_bars(timeframe)
-    span = Bar.objects.for_series(*series_key).filter(time__gte=rows[0].time, time__lte=rows[-1].time)
-    if span.count() == len(rows):
-        # Nothing else is stored over the rows' span (the usual case): only the window before them
-        # is read; the rows, just stored, are the rest (parsing their times back costs more than
-        # the indicators).
-        before = queries.load_bars(instrument_id, timeframe, None, times[0], limit=size - 1)
-        batch = Bars.from_columns(times, *([getattr(row, name) for row in rows] for name in COLUMNS))
-        bars = Bars(*(np.concatenate([getattr(before, name), getattr(batch, name)]) for name in Bars.__slots__))
-    else:
-        bars = queries.load_bars(instrument_id, timeframe, times[0], times[-1] + 1, before=size - 1)
+    bars, offset = _bars_up_to(series_key, rows, times, size)
     positions = np.searchsorted(bars.time, times)
     if positions[-1] >= len(bars) or not np.array_equal(bars.time[positions], times):
         return None  # not stored (yet)
     context = queries.instrument_context(instrument)
-    offset = queries.obv_at(instrument_id, timeframe, int(bars.time[0])) - float(bars.volume[0])
-    keys: list[str] = []
-    per_key: list[list[Values]] = []  # per indicator, each row's {output: value}
+    if offset is None:
+        offset = queries.obv_at(instrument_id, timeframe, int(bars.time[0])) - float(bars.volume[0])
+    columns: IndicatorColumns = {}
     obv: FloatArray | None = None  # as TA-Lib counts it over `bars`: from the first bar's volume
     for spec in live_specs():
-        outputs, columns = [], []
+        outputs = columns[spec.key] = {}
         for output, series in compute_many([spec], bars, context)[spec.key].items():
             if spec.name == "obv":
                 obv, series = series, series + offset
-            outputs.append(output)
-            columns.append(nullable(series[positions]))
-        keys.append(spec.key)
-        per_key.append([dict(zip(outputs, at_row, strict=True)) for at_row in zip(*columns, strict=True)])
-    # Transposed with zip rather than filled value by value: a catch-up publishes tens of thousands of
-    # bars with some twenty values each, and this runs beside the collector's event loop.
-    values: list[dict[str, Values] | None] = (
-        [dict(zip(keys, at_row, strict=True)) for at_row in zip(*per_key, strict=True)]
-        if per_key
-        else [{} for _ in rows]
-    )
+            outputs[output] = series[positions]
     # Carry on bar by bar from the last row: the live series opened on the window ending there.
-    start = max(0, int(positions[-1]) + 1 - size)
-    window = bars.slice(start, int(positions[-1]) + 1)
-    window_offset = 0.0 if obv is None else offset + float(obv[start]) - float(bars.volume[start])
-    _series[series_key] = LiveIndicators(live_specs(), window, context, obv_offset=window_offset)
-    return values
+    last = int(positions[-1])
+    window = _Window.of(bars, max(0, last + 1 - size), last, obv, offset)
+    _series[series_key] = LiveIndicators(live_specs(), window.bars, context, obv_offset=window.obv_offset)
+    _kept_windows[series_key] = _Window.of(bars, max(0, last + 2 - size), last, obv, offset)
+    return columns
+
+
+@dataclass(slots=True)
+class _Window:
+    """Bars of a series up to a batch's last row and the OBV offset at the first of them: the window
+    a live series opens on, and (one bar shorter, kept in `_kept_windows`) the bars before the next
+    batch of the series, which then need no read of a day of bars."""
+
+    bars: Bars
+    obv_offset: float
+
+    @classmethod
+    def of(cls, bars: Bars, start: int, last: int, obv: FloatArray | None, offset: float) -> _Window:
+        """`bars[start:last + 1]` and the OBV offset of a series that starts there (`obv` as TA-Lib
+        counts it over `bars`, `offset` what turns it into the series' OBV)."""
+        start_offset = 0.0 if obv is None else offset + float(obv[start]) - float(bars.volume[start])
+        return cls(bars.slice(start, last + 1), start_offset)
+
+
+_kept_windows: dict[tuple[int, str], _Window] = {}
+
+
+def _bars_up_to(
+    series_key: tuple[int, str], rows: list[BarRow], times: list[int], size: int
+) -> tuple[Bars, float | None]:
+    """The stored bars the batch indicators need for `rows`: the `size - 1` before the first row,
+    then every one up to the last row; and the OBV offset at the first of them when known."""
+    instrument_id, timeframe = series_key
+    series = Bar.objects.for_series(*series_key)
+    kept = _kept_windows.pop(series_key, None)
+    if kept is not None and len(kept.bars):
+        # The last batch of the series ended right before these rows (nothing else stored since, the
+        # usual case in a catch-up): its window is this one's, with no read of a day of bars.
+        since = series.filter(time__gt=queries.utc(int(kept.bars.time[-1])), time__lte=rows[-1].time)
+        if since.count() == len(rows):
+            return _concatenated(kept.bars, _rows_as_bars(rows, times)), kept.obv_offset
+    if series.filter(time__gte=rows[0].time, time__lte=rows[-1].time).count() == len(rows):
+        # Nothing else is stored over the rows' span: only the window before them is read; the rows,
+        # just stored, are the rest (parsing their times back costs more than the indicators).
+        before = queries.load_bars(instrument_id, timeframe, None, times[0], limit=size - 1)
+        return _concatenated(before, _rows_as_bars(rows, times)), None
+    return queries.load_bars(instrument_id, timeframe, times[0], times[-1] + 1, before=size - 1), None
+
+
+def _rows_as_bars(rows: list[BarRow], times: list[int]) -> Bars:
+    return Bars.from_columns(times, *([getattr(row, name) for row in rows] for name in COLUMNS))
+
+
+def _concatenated(first: Bars, second: Bars) -> Bars:
+    return Bars(*(np.concatenate([getattr(first, name), getattr(second, name)]) for name in Bars.__slots__))
 
 
 def _open(instrument_id: int, timeframe: str, time: int) -> LiveIndicators | None:

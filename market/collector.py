@@ -312,8 +312,11 @@ class Collector:
                     tracked.dirty = True
                     if closed:
                         self._closed(tracked, closed)
-                        if len(self._pending) >= self.flush_bars:
+                        if len(self._pending) >= self.flush_bars and self._must_make_room():
                             await self._make_room()
+                elif type(event) is ClockEvent:
+                    # Also without a coroutine: once a minute live, but a bar per few trades in a replay.
+                    self._on_clock_event(event)
                 else:
                     await self._on_event(event)
 
@@ -324,20 +327,22 @@ class Collector:
             await self.sleep(min(remaining, 60.0))
 
     async def _on_event(self, event: SourceEvent) -> None:
-        """Every event but trades (`_consume` handles those itself)."""
+        """Every event but trades and clock events (`_consume` handles those itself)."""
         self.stats.other_events += 1
         kind = type(event)
-        if kind is ClockEvent:
-            self._on_clock(event.time_ms)  # type: ignore[union-attr]
-            if self._pending:
-                # A minute boundary closes every instrument's bar at once: write and publish them now.
-                self._flush_wanted.set()
-        elif kind is BarEvent:
+        if kind is BarEvent:
             self._on_bar(event)  # type: ignore[arg-type]
         elif kind is KlineEvent:
             self._on_kline(event)  # type: ignore[arg-type]
         elif kind is GapEvent:
             await self._on_gap(event)  # type: ignore[arg-type]
+
+    def _on_clock_event(self, event: ClockEvent) -> None:
+        self.stats.other_events += 1
+        self._on_clock(event.time_ms)
+        if self._pending:
+            # A minute boundary closes every instrument's bar at once: write and publish them now.
+            self._flush_wanted.set()
 
     def _closed(self, tracked: Tracked, bars: list[MinuteBar]) -> None:
         for bar in bars:
@@ -462,6 +467,13 @@ class Collector:
 
     # --- storing and publishing ------------------------------------------------------------------
 
+    def _must_make_room(self) -> bool:
+        """A batch is due: wake the flusher; whether intake must also wait (`_make_room`). Asked at
+        every bar closed while a batch is due, so without a coroutine unless there is waiting to do."""
+        self._flush_wanted.set()
+        limit = 4 * self.flush_bars
+        return (len(self._pending) >= limit and self._db_retry_at is None) or len(self._unpublished) >= limit
+
     async def _make_room(self) -> None:
         """Backpressure: with the database up, let the flusher catch up before taking more trades."""
         self._flush_wanted.set()
@@ -562,7 +574,8 @@ class Collector:
 
     async def _publish(self, rows: Sequence[BarRow]) -> None:
         try:
-            listened = await listened_groups({bars_group(row.instrument_id, row.timeframe) for row in rows})
+            series = {(row.instrument_id, row.timeframe) for row in rows}  # a group name per series, not per bar
+            listened = await listened_groups({bars_group(*key) for key in series})
             self.stats.finals_published += await apublish_stored_bars(rows, listened)
         except Exception:  # a channel layer outage must not lose stored bars or stop collecting
             log.exception("could not publish %d final bars", len(rows))

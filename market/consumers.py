@@ -26,7 +26,7 @@ from market.groups import TOPIC_GROUPS, bars_group
 from market.live_hub import LiveHub, hub_for
 from market.live_outbox import Outbox, Payload, TokenBucket, text_frame
 from market.queries import latest_bars_payload
-from market.services import encode_frame
+from market.services import batch_items, encode_frame
 from market.timeframes import TIMEFRAMES
 
 log = logging.getLogger(__name__)
@@ -240,8 +240,8 @@ class MarketConsumer(AsyncWebsocketConsumer):
         """A broadcast from the hub (no await: the hub hands one message to every local subscriber)."""
         if self._closing:
             return
-        bars = message.get("bars")
-        if bars is not None:  # a batch of one series (services.bar_batch_messages): a frame per bar, in order
+        bars = batch_items(message)
+        if bars is not None:  # a batch of one series (market.services): a frame per bar, in order
             series = (message["instrument"], message["timeframe"])
             for item in bars:
                 if item["final"]:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 import orjson
@@ -218,11 +219,121 @@ def _broadcast(rows: Sequence[BarRow]) -> None:
 
 def prepare_bar_messages(rows: Sequence[BarRow]) -> list[dict[str, Any]]:
     """The batch messages of stored bars, final ones with the live indicator values (reads the
-    database when a series is opened or has a gap: call from a worker thread in async code)."""
-    from indicators.realtime import live_indicator_values_many  # imported here: indicators builds on market
+    database when a series is opened or has a gap: call from a worker thread in async code).
 
+    A series whose rows start with COLUMNS_MIN_BARS final bars or more in time order (a catch-up, a
+    replay) sends those as columnar messages (`bar_column_messages`), their indicator values straight
+    from one vectorized pass; everything else (a bar a minute, live) goes as items of one frame each."""
+    # Imported here: indicators builds on market.
+    from indicators.realtime import live_indicator_columns, live_indicator_values_many
+
+    by_series: dict[tuple[int, str], list[BarRow]] = {}
+    for row in rows:
+        by_series.setdefault((row.instrument_id, row.timeframe), []).append(row)
+    messages: list[dict[str, Any]] = []
+    by_bar: list[BarRow] = []
+    for series_key, series_rows in by_series.items():
+        leading = _final_run(series_rows)
+        if leading >= COLUMNS_MIN_BARS:
+            columns = live_indicator_columns(series_key, series_rows[:leading])
+            if columns is not None:
+                # The rest (an open bar stored at shutdown, a correction) follows as items.
+                messages.extend(bar_column_messages(series_rows[:leading], columns))
+                series_rows = series_rows[leading:]
+        by_bar.extend(series_rows)
     # Indicator panes update with final bars: the indicators app's latest values, O(1) per bar.
-    return bar_batch_messages(rows, live_indicator_values_many(rows))
+    return messages + bar_batch_messages(by_bar, live_indicator_values_many(by_bar)) if by_bar else messages
+
+
+# From this many final bars of a series in one publishing round on, they travel as columns: below
+# it (a bar a minute per series, live) the per-bar items are as cheap and the indicators go bar by
+# bar anyway (indicators.realtime.BATCH_MIN_BARS).
+COLUMNS_MIN_BARS = 64
+
+
+def _final_run(rows: Sequence[BarRow]) -> int:
+    """How many of the rows, from the first, are final bars in time order."""
+    if not rows or not rows[0].final:
+        return 0
+    for count, (earlier, later) in enumerate(pairwise(rows), start=1):
+        if not later.final or later.time <= earlier.time:
+            return count
+    return len(rows)
+
+
+BAR_COLUMNS = ("time", "open", "high", "low", "close", "volume", "trades", "vwap")
+
+
+def bar_column_messages(rows: Sequence[BarRow], indicators: dict[str, dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """The channel-layer messages of final bars of one series, oldest first, as columns: one per
+    MAX_BARS_PER_MESSAGE bars, `{"type": "bars.update", "group", "instrument", "timeframe",
+    "columns"}`, `columns` being the JSON text of `{"time": [...], "open": [...], ..., "vwap": [...],
+    "indicators": {key: {output: [...]}} | null}` (BAR_COLUMNS; the values of `indicators[key][output]`
+    go with the rows, NaN becoming null).
+
+    Why: a bar per item costs the publisher a payload dict, an indicator dict per key and a frame
+    encoding per bar, which made up most of a subscribed catch-up's time in the collector; columns
+    are encoded in one call (under 1 µs a bar). The web processes' consumers turn them back into the
+    clients' frames, one per bar, exactly as `bar_batch_messages` would have (`batch_items`): once per
+    process and message, and only in processes with a subscriber of the series (about 12 µs a bar).
+    """
+    first = rows[0]
+    _, _, times, *values, _ = zip(*rows, strict=True)
+    seconds = [int(time.timestamp()) for time in times]
+    fields = dict(zip(BAR_COLUMNS, (seconds, *values), strict=True))
+    head = {
+        "type": "bars.update",
+        "group": bars_group(first.instrument_id, first.timeframe),
+        "instrument": first.instrument_id,
+        "timeframe": first.timeframe,
+    }
+    messages = []
+    for start in range(0, len(rows), MAX_BARS_PER_MESSAGE):
+        part = slice(start, start + MAX_BARS_PER_MESSAGE)
+        columns: dict[str, Any] = {name: column[part] for name, column in fields.items()}
+        columns["indicators"] = None if indicators is None else _sliced(indicators, part)
+        messages.append({**head, "columns": orjson.dumps(columns, option=orjson.OPT_SERIALIZE_NUMPY).decode()})
+    return messages
+
+
+def _sliced(indicators: dict[str, dict[str, Any]], part: slice) -> dict[str, dict[str, Any]]:
+    return {key: {output: series[part] for output, series in outputs.items()} for key, outputs in indicators.items()}
+
+
+def batch_items(message: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """The `{"time", "final", "text"}` items of a batch message (None for a single-bar message).
+    A columnar message (`bar_column_messages`) is turned into them here, once: the items are kept on
+    the message, which the process's hub hands to every local subscriber."""
+    items: list[dict[str, Any]] | None = message.get("bars")
+    if items is None and "columns" in message:
+        items = message["bars"] = items_from_columns(message["instrument"], message["timeframe"], message["columns"])
+    return items
+
+
+def items_from_columns(instrument_id: int, timeframe: str, text: str) -> list[dict[str, Any]]:
+    """The items `bar_batch_messages` makes of the same final bars: the same frame text, byte for byte."""
+    columns = orjson.loads(text)
+    indicators = columns["indicators"]
+    per_bar: Iterable[dict[str, Any] | None]
+    if indicators is None:
+        per_bar = [None] * len(columns["time"])
+    elif not indicators:
+        per_bar = [{} for _ in columns["time"]]
+    else:
+        keys = list(indicators)
+        per_key = [
+            [dict(zip(outputs, at_bar, strict=True)) for at_bar in zip(*outputs.values(), strict=True)]
+            for outputs in indicators.values()
+        ]
+        per_bar = (dict(zip(keys, at_bar, strict=True)) for at_bar in zip(*per_key, strict=True))
+    items = []
+    for *bar, values in zip(*(columns[name] for name in BAR_COLUMNS), per_bar, strict=True):
+        payload = dict(zip(BAR_COLUMNS, bar, strict=True))
+        payload["final"] = True
+        frame = {"type": "bar", "instrument": instrument_id, "timeframe": timeframe, "bar": payload}
+        frame["indicators"] = values
+        items.append({"time": payload["time"], "final": True, "text": encode_frame(frame)})
+    return items
 
 
 async def send_bar_messages(layer: Any, messages: Sequence[dict[str, Any]]) -> None:
@@ -237,11 +348,20 @@ async def apublish_stored_bars(rows: Sequence[BarRow], listened: set[str] | None
     all. The indicator values and the encoding run in the database thread, the sends in the loop:
     the thread never waits for Redis."""
     layer = get_channel_layer()
-    heard = [row for row in rows if listened is None or bars_group(row.instrument_id, row.timeframe) in listened]
+    heard = list(rows) if listened is None else _in_groups(rows, listened)
     messages = await sync_to_async(_prepare_announcement)(rows, heard if layer is not None else [])
     if layer is not None and messages:
         await send_bar_messages(layer, messages)
     return len(heard) if layer is not None else 0
+
+
+def _in_groups(rows: Sequence[BarRow], groups: set[str]) -> list[BarRow]:
+    """The rows whose series' group is one of `groups` (a group name made per series, not per bar)."""
+    series = {(row.instrument_id, row.timeframe) for row in rows}
+    wanted = {key for key in series if bars_group(*key) in groups}
+    if len(wanted) == len(series):
+        return list(rows)
+    return [row for row in rows if (row.instrument_id, row.timeframe) in wanted]
 
 
 def _prepare_announcement(rows: Sequence[BarRow], heard: Sequence[BarRow]) -> list[dict[str, Any]]:
@@ -314,5 +434,11 @@ async def aschedule_intrabar_alerts(rows: Sequence[BarRow]) -> None:
         log.exception("could not schedule intrabar alert evaluation for %d partial bars", len(rows))
 
 
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
+
+
 def utc_from_ms(time_ms: int) -> datetime:
-    return datetime.fromtimestamp(time_ms / 1000, tz=UTC)
+    # Integer arithmetic: exact at any date (fromtimestamp(ms / 1000) goes through a float) and
+    # faster, which counts at a bar per few trades in a replay.
+    return _UNIX_EPOCH + time_ms * _MILLISECOND

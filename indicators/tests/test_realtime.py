@@ -5,15 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
-from indicators import realtime
+from indicators import queries, realtime
 from indicators.catalogue import default_specs
 from indicators.compute import compute_many
 from indicators.live import LiveIndicators
 from indicators.tests.conftest import rows_of
+from market import services
 from market.groups import bars_group
 from market.services import publish_bars, store_bars
 from market.tests.broadcasts import bar_frames
@@ -161,3 +163,80 @@ def test_a_large_batch_gets_the_values_of_the_whole_history_and_the_series_carri
     after = store_and_value(instrument, history, HISTORY + 1 + count)
     assert len(updates) == 1
     assert_equal_to_history(after, history, HISTORY + 2 + count)
+
+
+def test_a_large_batch_travels_as_columns_that_give_each_bar_the_frame_it_gets_as_an_item(instrument, history):
+    # Given a catch-up: more bars of a series stored at once than one message takes
+    store_and_value(instrument, history, HISTORY)
+    count = services.MAX_BARS_PER_MESSAGE + 100
+    stored = rows_of(instrument.pk, history.slice(HISTORY + 1, HISTORY + 1 + count))
+    store_bars(stored, publish=False)
+
+    # When their messages are prepared
+    messages = services.prepare_bar_messages(stored)
+
+    # Then they are columns, split as items are, and a consumer reads them back as exactly the frames
+    # the items would have carried, indicator values included
+    assert [("columns" in message, "bars" in message) for message in messages] == [(True, False)] * 2
+    items = [item for message in messages for item in services.batch_items(message) or []]
+    realtime.forget_live_state()
+    as_items = services.bar_batch_messages(stored, realtime.live_indicator_values_many(stored))
+    assert [item["text"] for item in items] == [item["text"] for message in as_items for item in message["bars"]]
+    assert [item["time"] for item in items] == [int(row.time.timestamp()) for row in stored]
+    assert_equal_to_history(orjson.loads(items[-1]["text"])["indicators"], history, HISTORY + 1 + count)
+
+
+def test_a_small_batch_or_one_out_of_time_order_travels_as_items(instrument, history):
+    stored = rows_of(instrument.pk, history.slice(HISTORY, HISTORY + services.COLUMNS_MIN_BARS))
+    store_bars(stored, publish=False)
+
+    for batch in (stored[:-1], [stored[1], stored[0], *stored[2:]]):
+        realtime.forget_live_state()
+        messages = services.prepare_bar_messages(batch)
+        assert all("bars" in message and "columns" not in message for message in messages)
+        assert sum(len(message["bars"]) for message in messages) == len(batch)
+
+
+def test_bars_after_a_batchs_leading_final_bars_follow_its_columns_as_items(instrument, history):
+    # Given the final bars of a catch-up and then the open bar, stored as non-final at shutdown
+    stored = rows_of(instrument.pk, history.slice(HISTORY, HISTORY + services.COLUMNS_MIN_BARS + 1))
+    batch = [*stored[:-1], stored[-1]._replace(final=False)]
+    store_bars(batch, publish=False)
+
+    messages = services.prepare_bar_messages(batch)
+
+    # Then the final bars go as columns and the open bar after them as an item without indicators
+    assert [("columns" in message, len(message.get("bars", []))) for message in messages] == [(True, 0), (False, 1)]
+    frames = bar_frames(messages)
+    assert [frame["bar"]["time"] for frame in frames] == [int(row.time.timestamp()) for row in batch]
+    assert [frame["bar"]["final"] for frame in frames] == [True] * services.COLUMNS_MIN_BARS + [False]
+    assert "indicators" not in frames[-1]
+
+
+def test_consecutive_large_batches_read_the_window_once_and_get_the_values_of_the_whole_history(
+    instrument, history, monkeypatch
+):
+    # Given a catch-up published in rounds, each of many bars
+    count = services.COLUMNS_MIN_BARS + 10
+    rounds = [rows_of(instrument.pk, history.slice(HISTORY + k * count, HISTORY + (k + 1) * count)) for k in range(3)]
+    reads = []
+    original = queries.load_bars
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        reads.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(queries, "load_bars", spy)
+
+    # When each round is stored and published before the next
+    columns = []
+    for rows in rounds:
+        store_bars(rows, publish=False)
+        columns.append(realtime.live_indicator_columns((instrument.pk, "1m"), rows))
+
+    # Then only the first round read the window before it, and every round has the history's values
+    assert len(reads) == 1
+    for k, round_columns in enumerate(columns):
+        assert round_columns is not None
+        at_last = {key: {name: v[-1] for name, v in outputs.items()} for key, outputs in round_columns.items()}
+        assert_equal_to_history(at_last, history, HISTORY + (k + 1) * count)

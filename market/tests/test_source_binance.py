@@ -229,6 +229,33 @@ def test_the_parser_counts_bad_messages_with_a_reason_and_never_raises():
     assert sum(health.rejected.values()) == 9
 
 
+@pytest.mark.parametrize(
+    ("fields", "accepted"),
+    [
+        ('"a":8,"p":"0.5","q":"5","f":1,"l":1,"T":1', True),
+        ('"a":8,"p":0.5,"q":5,"f":1,"l":1,"T":1', True),  # numbers where Binance sends strings: taken as well
+        ('"a":8.0,"p":"0.5","q":"5","f":1,"l":1,"T":1', False),
+        ('"a":8,"p":"0.5","q":"5","f":1,"l":1,"T":true', False),
+        ('"a":8,"p":"0.5","q":"5","f":"1","l":1,"T":1', False),
+        ('"a":8,"p":"0.5","q":"5","f":1,"l":1.5,"T":1', False),
+    ],
+)
+def test_the_parser_refuses_ids_and_times_that_are_not_integers(fields, accepted):
+    health = SourceHealth()
+    parser = BinanceParser(health)
+    parser.track("XRP/ETH")
+
+    event, _ = parser.parse(f'{{"stream":"xrpeth@aggTrade","data":{{"e":"aggTrade","E":2,"s":"XRPETH",{fields}}}}}')
+
+    if accepted:
+        assert isinstance(event, TradeEvent)
+        assert (event.trade.trade_id, event.trade.seq, event.trade.price, event.trade.amount) == ("8", 8, 0.5, 5.0)
+        assert not health.rejected
+    else:
+        assert event is None
+        assert health.rejected == {"malformed aggTrade": 1}
+
+
 def test_the_parser_reports_a_jump_in_aggregate_trade_ids():
     parser = BinanceParser(SourceHealth())
     parser.track("XRP/ETH")

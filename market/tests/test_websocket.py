@@ -22,7 +22,14 @@ from cryptostock.websocket_transport import WRITABLE_EXTENSION
 from market.bars import MINUTE_MS, Trade
 from market.barstore import BarRow
 from market.collector import Collector
-from market.services import apublish_bar, publish_arbitrage_opportunity, publish_bars, store_bars
+from market.services import (
+    COLUMNS_MIN_BARS,
+    apublish_bar,
+    prepare_bar_messages,
+    publish_arbitrage_opportunity,
+    publish_bars,
+    store_bars,
+)
 from market.sources.base import Source, SourceEvent, TradeEvent
 from market.sources.replay import ReplaySource
 
@@ -420,3 +427,25 @@ async def test_a_client_that_never_reads_is_closed_once_its_queue_is_full(public
 
     output = await slow.receive_output(timeout=5)
     assert output == {"type": "websocket.close", "code": 4408}
+
+
+async def test_a_subscriber_gets_a_large_batch_sent_as_columns_as_one_frame_per_bar_in_order(public, instrument):
+    client = await connect()
+    assert (await subscribe(client, instrument.pk))["type"] == "snapshot"
+    count = COLUMNS_MIN_BARS + 10
+    rows = [bar(instrument.pk, minute, 10.0 + minute, final=True) for minute in range(count)]
+    await sync_to_async(store_bars)(rows, publish=False)
+
+    # When the batch is published: too many bars of the series for a frame item each
+    messages = await sync_to_async(prepare_bar_messages)(rows)
+    assert [("columns" in message) for message in messages] == [True]
+    await sync_to_async(publish_bars)(rows)
+
+    # Then the client gets one bar frame per bar, in order, as for items
+    frames = [await client.receive_json_from(timeout=5) for _ in range(count)]
+    assert await client.receive_nothing(timeout=0.3)
+    assert [(f["type"], f["bar"]["close"], f["bar"]["final"]) for f in frames] == [
+        ("bar", 10.0 + minute, True) for minute in range(count)
+    ]
+    assert all("indicators" in frame for frame in frames)
+    await client.disconnect()
