@@ -168,3 +168,27 @@ def test_bars_are_rendered_as_json_numbers(viewer_client, instrument, bars):
         "vwap": None,
         "final": True,
     }
+
+
+def test_bar_prices_come_back_exactly_as_stored(viewer_client, instrument):
+    """The rows travel from PostgreSQL in binary (market.queries): the same doubles, written by orjson."""
+    prices = (40123.45, 40123.46, 0.00001234, 0.1 + 0.2)  # open, high, low, close: low <= open/close <= high
+    opened = START + timedelta(minutes=1)
+    store_bars([BarRow(instrument.pk, "1m", opened, *prices, 1e-8, None, 12345.678, False)], publish=False)
+
+    response = viewer_client.get("/api/v1/bars/", {"instrument": instrument.pk})
+
+    assert response.json()["bars"] == [
+        {
+            "time": int(opened.timestamp()),
+            "open": 40123.45,
+            "high": 40123.46,
+            "low": 0.00001234,
+            "close": 0.30000000000000004,
+            "volume": 1e-8,
+            "trades": None,
+            "vwap": 12345.678,
+            "final": False,
+        }
+    ]
+    assert b'"close":0.30000000000000004' in response.content
