@@ -8,8 +8,9 @@
 - Django's client builds a new `redis.Redis` object (with its ~200 response callbacks) for every
   cache operation; this one builds one per connection pool and reuses it (redis.Redis is
   thread-safe: every command takes a connection from the pool).
-- `incr` is one round trip (a Lua script) instead of EXISTS then INCRBY. django-ratelimit counts
-  each API request with `add` + `incr`, so this halves the rate limiter's round trips.
+- `incr` is one round trip (a Lua script) instead of EXISTS then INCRBY, and `count` (start a
+  counter or add one to it, for the API's rate limits: cryptostock.api_ratelimit) one instead of
+  django-ratelimit's `add` then `incr`.
 
 Same behaviour otherwise: CACHES = {"default": {"BACKEND": "cryptostock.redis_cache.RedisCache", ...}}.
 """
@@ -23,6 +24,8 @@ from django.core.cache.backends import redis as django_redis
 
 # INCRBY only an existing key: Django's incr raises ValueError for a missing one.
 _INCR_EXISTING = "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCRBY', KEYS[1], ARGV[1]) end"
+# A new counter at 1 that expires, or an existing one plus 1: `add(key, 1, timeout)`, else `incr(key)`.
+_COUNT = "if redis.call('SET', KEYS[1], 1, 'NX', 'EX', ARGV[1]) then return 1 end return redis.call('INCR', KEYS[1])"
 
 
 # (pool class, server URL, pool options) -> (pool, client), for the whole process.
@@ -72,8 +75,17 @@ class RedisCacheClient(django_redis.RedisCacheClient):
             raise ValueError(f"Key '{key}' not found.")
         return int(value)
 
+    def count(self, key: Any, timeout: int) -> int:
+        return int(self.get_client(key, write=True).eval(_COUNT, 1, key, timeout))
+
 
 class RedisCache(django_redis.RedisCache):
     def __init__(self, server: Any, params: dict[str, Any]) -> None:
         super().__init__(server, params)
         self._class = RedisCacheClient
+
+    def count(self, key: str, timeout: int, version: int | None = None) -> int:
+        """Add one to the counter at `key`, starting it at 1 (expiring after `timeout` seconds) if
+        there is none; the new count. The value is the integer `add` and `incr` would store."""
+        client: Any = self._cache  # this module's RedisCacheClient (self._class)
+        return int(client.count(self.make_and_validate_key(key, version=version), timeout))

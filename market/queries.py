@@ -99,13 +99,37 @@ def _bar_rows(
         f"SELECT {columns} FROM {Bar._meta.db_table} WHERE {' AND '.join(conditions)} "
         f'ORDER BY "time" {"DESC" if descending else "ASC"} LIMIT %s'
     )
-    with connection.cursor() as cursor:
+    with _binary_cursor(connection) if connection.vendor == "postgresql" else connection.cursor() as cursor:
         cursor.execute(sql, [*params, limit])
         rows: list[tuple[Any, ...]] = cursor.fetchall()
     if connection.vendor != "postgresql":
         final = BAR_FIELDS.index("final")
         rows = [(*row[:final], bool(row[final]), *row[final + 1 :]) for row in rows]
     return rows
+
+
+def _binary_cursor(connection: Any) -> Any:
+    """A cursor whose rows come back in PostgreSQL's binary format, in Django's cursor wrapper.
+
+    Django's cursors bind parameters on the client, and such cursors can only receive text: every
+    float of a bar then travels as decimal digits that PostgreSQL formats and psycopg parses back
+    (strtod, the single largest function of an uncached 1,000-bar request). In binary a float8 is its
+    8 bytes, the same value: the request's instructions in the web process drop by a tenth (19.5 to
+    17.4 million, counted with callgrind). Parameters are then bound by the server ($1, $2...), which this
+    statement's plain comparisons and LIMIT allow. The wrapper is Django's own (`_prepare_cursor`,
+    what `connection.cursor()` uses): the query is logged, counted by CaptureQueriesContext and
+    passed through execute wrappers as any other, and its errors become Django's.
+    """
+    from django.db.backends.postgresql.base import ServerBindingCursor
+    from psycopg import pq
+
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        cursor_class: Any = ServerBindingCursor  # psycopg's Cursor; Django's stubs do not say so
+        cursor = cursor_class(connection.connection)
+        cursor.format = pq.Format.BINARY
+        return connection._prepare_cursor(cursor)
 
 
 def latest_bars_payload(instrument_id: int, timeframe: str, limit: int) -> list[dict[str, Any]] | None:

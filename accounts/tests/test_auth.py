@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -10,6 +11,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import identify_hasher
 from django.middleware.csrf import get_token
 from django.test import Client, RequestFactory
+from rest_framework_simplejwt.backends import TokenBackend
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 from rest_framework_simplejwt.utils import aware_utcnow
 
@@ -149,6 +151,42 @@ def test_a_user_changed_elsewhere_is_remembered_for_the_cache_time_and_not_with_
     settings.CAPABILITY_CACHE_SECONDS = 0
 
     assert client.get("/api/v1/me/", headers=bearer(access)).status_code == 401
+
+
+def test_a_remembered_access_token_is_refused_once_it_expires(client, viewer, settings):
+    settings.CAPABILITY_CACHE_SECONDS = 60
+    access = AccessToken.for_user(viewer)
+    access.set_exp(lifetime=timedelta(seconds=2))
+    assert client.get("/api/v1/me/", headers=bearer(access)).status_code == 200
+
+    time.sleep(2.1)
+    response = client.get("/api/v1/me/", headers=bearer(access))
+
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "token_not_valid"
+
+
+def test_a_token_is_decoded_once_while_remembered_and_every_time_with_remembering_off(
+    client, viewer, settings, monkeypatch
+):
+    decoded: list[str] = []
+    decode = TokenBackend.decode
+
+    def counting_decode(self: TokenBackend, token: Any, verify: bool = True) -> dict[str, Any]:
+        decoded.append(token)
+        return decode(self, token, verify)
+
+    monkeypatch.setattr(TokenBackend, "decode", counting_decode)
+    access = bearer(AccessToken.for_user(viewer))
+    settings.CAPABILITY_CACHE_SECONDS = 60
+    for _ in range(3):
+        assert client.get("/api/v1/me/", headers=access).status_code == 200
+    remembered = len(decoded)
+    settings.CAPABILITY_CACHE_SECONDS = 0
+    for _ in range(3):
+        assert client.get("/api/v1/me/", headers=access).status_code == 200
+
+    assert (remembered, len(decoded)) == (1, 4)
 
 
 def test_a_user_lists_their_logins_and_revokes_one(client, viewer, make_user):

@@ -47,6 +47,16 @@ def test_incr_counts_an_existing_key_in_one_step_and_refuses_a_missing_one(cache
         cache.incr("missing")
 
 
+def test_count_starts_an_expiring_counter_and_adds_to_it_as_add_then_incr_would(cache):
+    assert [cache.count("requests", 60) for _ in range(3)] == [1, 2, 3]
+
+    assert cache.get("requests") == 3
+    assert cache.incr("requests") == 4
+    assert 55 <= cache._cache.get_client().ttl(cache.make_and_validate_key("requests")) <= 60
+    cache.add("counted", 1, 60)
+    assert cache.count("counted", 60) == 2
+
+
 def test_it_stores_and_reads_values_like_djangos(cache):
     cache.set("body", (123, b"{}"), 60)
     assert cache.get_many(["body", "other"]) == {"body": (123, b"{}")}

@@ -22,6 +22,7 @@ from market.api.serializers import (
     InstrumentSerializer,
     SnapshotQuerySerializer,
     TimeframeQuerySerializer,
+    plain_bars_query,
 )
 from market.bars_cache import cached_body, store_body
 from market.models import Exchange, Instrument
@@ -179,9 +180,11 @@ class BarsView(APIView):
         body, slot = cached_body(raw)
         if body is not None:
             return HttpResponse(body, content_type="application/json")
-        query = BarsQuerySerializer(data=raw)
-        query.is_valid(raise_exception=True)
-        params = query.validated_data
+        params = plain_bars_query(raw)
+        if params is None:
+            query = BarsQuerySerializer(data=raw)
+            query.is_valid(raise_exception=True)
+            params = query.validated_data
         # The body is rendered here, once, by orjson; DRF passes it through.
         body = render_bars(params["instrument"], params["timeframe"], params)
         if body is None:

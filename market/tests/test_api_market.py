@@ -6,8 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.test import Client
+from hypothesis import given
+from hypothesis import strategies as st
 from rest_framework_simplejwt.tokens import AccessToken
 
+from market.api.serializers import MAX_ID, BarsQuerySerializer, plain_bars_query
 from market.barstore import BarRow
 from market.models import Exchange, Instrument
 from market.services import store_bars
@@ -167,4 +170,69 @@ def test_bars_are_rendered_as_json_numbers(viewer_client, instrument, bars):
         "trades": 3,
         "vwap": None,
         "final": True,
+    }
+
+
+def test_bar_prices_come_back_exactly_as_stored(viewer_client, instrument):
+    """The rows travel from PostgreSQL in binary (market.queries): the same doubles, written by orjson."""
+    prices = (40123.45, 40123.46, 0.00001234, 0.1 + 0.2)  # open, high, low, close: low <= open/close <= high
+    opened = START + timedelta(minutes=1)
+    store_bars([BarRow(instrument.pk, "1m", opened, *prices, 1e-8, None, 12345.678, False)], publish=False)
+
+    response = viewer_client.get("/api/v1/bars/", {"instrument": instrument.pk})
+
+    assert response.json()["bars"] == [
+        {
+            "time": int(opened.timestamp()),
+            "open": 40123.45,
+            "high": 40123.46,
+            "low": 0.00001234,
+            "close": 0.30000000000000004,
+            "volume": 1e-8,
+            "trades": None,
+            "vwap": 12345.678,
+            "final": False,
+        }
+    ]
+    assert b'"close":0.30000000000000004' in response.content
+
+
+NUMBERS = st.one_of(
+    st.sampled_from(["1", "0", "01", "5000", "5001", str(MAX_ID), str(MAX_ID + 1), " 1", "1 ", "+1", "1.0", "-1"]),
+    st.from_regex(r"[0-9]{1,21}", fullmatch=True),
+    st.text(max_size=3),
+)
+# Mostly values the serializer accepts, so that the plain reading is taken often; a few it refuses.
+BARS_QUERIES = st.fixed_dictionaries(
+    {},
+    optional={
+        "instrument": NUMBERS,
+        "timeframe": st.one_of(st.sampled_from(["1m", "5m", "15m", "1h", "4h", "1d"]), st.text(max_size=3)),
+        "limit": NUMBERS,
+        "order": st.one_of(st.sampled_from(["asc", "desc", "ASC", ""]), st.text(max_size=3)),
+        "start": st.sampled_from(["2024-01-01T00:00:00Z", "2024-01-01", "x"]),
+        "end": st.sampled_from(["2024-02-01T00:00:00Z", "x"]),
+        "x": st.text(max_size=3),
+    },
+)
+
+
+@given(BARS_QUERIES)
+def test_the_plain_bars_query_is_read_exactly_as_the_serializer_reads_it(query):
+    serializer = BarsQuerySerializer(data=query)
+    valid = serializer.is_valid()
+
+    plain = plain_bars_query(query)
+
+    if plain is not None:  # taken without the serializer: only what it accepts, read the same way
+        assert valid
+        assert plain == dict(serializer.validated_data)
+
+
+def test_the_usual_chart_query_is_read_without_the_serializer():
+    assert plain_bars_query({"instrument": "7", "timeframe": "5m", "limit": "300"}) == {
+        "instrument": 7,
+        "timeframe": "5m",
+        "limit": 300,
+        "order": "asc",
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from asgiref.sync import iscoroutinefunction, sync_to_async
@@ -70,3 +71,71 @@ async def test_requests_reuse_the_worker_thread_of_an_earlier_request(settings, 
 
     assert idle
     assert django_asgi_app._idle == idle
+
+
+class RequestSignals:
+    """Counts request_started and request_finished, and whether the body had gone out at the finish."""
+
+    def __init__(self) -> None:
+        self.started = 0
+        self.finished = 0
+
+    def on_started(self, **kwargs: object) -> None:
+        self.started += 1
+
+    def on_finished(self, **kwargs: object) -> None:
+        self.finished += 1
+
+
+@pytest.fixture
+def request_signals():
+    from django.core import signals
+
+    counter = RequestSignals()
+    signals.request_started.connect(counter.on_started)
+    signals.request_finished.connect(counter.on_finished)
+    yield counter
+    signals.request_started.disconnect(counter.on_started)
+    signals.request_finished.disconnect(counter.on_finished)
+
+
+async def messages_of(path: str) -> list[dict[str, Any]]:
+    """Every message the application sends for one GET, in order."""
+    from cryptostock.asgi import application
+
+    communicator = HttpCommunicator(application, "GET", path, headers=[(b"host", b"127.0.0.1")])
+    await communicator.send_input({"type": "http.request", "body": b""})
+    messages: list[dict[str, Any]] = []
+    while not messages or messages[-1].get("more_body", False) or messages[-1]["type"] != "http.response.body":
+        messages.append(await communicator.receive_output(timeout=10))
+    await communicator.wait(timeout=10)
+    return messages
+
+
+@pytest.mark.urls("market.tests.http_stack_urls")
+async def test_a_body_in_memory_goes_out_as_one_message_and_the_request_is_started_and_finished_once(
+    settings, request_signals, close_thread_connections
+):
+    settings.ALLOWED_HOSTS = ["127.0.0.1"]
+
+    messages = await messages_of("/big")
+
+    assert [message["type"] for message in messages] == ["http.response.start", "http.response.body"]
+    assert messages[1]["body"] == b"x" * 200_000
+    assert (request_signals.started, request_signals.finished) == (1, 1)
+
+
+@pytest.mark.urls("market.tests.http_stack_urls")
+async def test_a_streaming_response_is_sent_part_by_part_and_closed_after(
+    settings, request_signals, close_thread_connections
+):
+    from market.tests import http_stack_urls
+
+    settings.ALLOWED_HOSTS = ["127.0.0.1"]
+    http_stack_urls.CLOSED.clear()
+
+    messages = await messages_of("/streaming")
+
+    assert b"".join(message.get("body", b"") for message in messages[1:]) == b"first,second"
+    assert http_stack_urls.CLOSED == ["streaming"]
+    assert (request_signals.started, request_signals.finished) == (1, 1)
