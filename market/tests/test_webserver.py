@@ -37,7 +37,7 @@ def web_server(tmp_path):
     command = [sys.executable, "-m", "cryptostock.webserver", "--bind", "127.0.0.1", "--port", str(port)]
     process = subprocess.Popen([*command, "--workers", "2"], cwd=ROOT, env=env)
     try:
-        yield process, f"http://127.0.0.1:{port}/health"
+        yield process, f"http://127.0.0.1:{port}/health", port
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGINT)
@@ -58,7 +58,7 @@ def answers(url: str, timeout: float = 60) -> int:
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads child processes from /proc")
 def test_two_daphne_processes_answer_on_one_port_and_stop_on_sigint(web_server):
-    process, url = web_server
+    process, url, _ = web_server
 
     assert answers(url) == 200
     assert len(children(process.pid)) == 2
@@ -68,7 +68,7 @@ def test_two_daphne_processes_answer_on_one_port_and_stop_on_sigint(web_server):
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads child processes from /proc")
 def test_when_one_daphne_dies_the_server_stops_the_other_and_fails(web_server):
-    process, url = web_server
+    process, url, _ = web_server
     answers(url)
     first, second = children(process.pid)
 
@@ -77,3 +77,46 @@ def test_when_one_daphne_dies_the_server_stops_the_other_and_fails(web_server):
     assert process.wait(timeout=30) != 0
     with pytest.raises(ProcessLookupError):
         os.kill(second, 0)
+
+
+LISTENING, ESTABLISHED = "0A", "01"
+
+
+def sockets_on(port: int, state: str) -> set[str]:
+    """The sockets (as /proc/<pid>/fd links name them) of local `port` in TCP `state`."""
+    rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    return {f"socket:[{row[9]}]" for row in rows if int(row[1].split(":")[1], 16) == port and row[3] == state}
+
+
+def held(pid: int, sockets: set[str]) -> set[str]:
+    return {link for fd in Path(f"/proc/{pid}/fd").iterdir() if (link := os.readlink(fd)) in sockets}
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="SO_REUSEPORT spreads connections on Linux")
+def test_each_daphne_process_listens_on_a_socket_of_its_own(web_server):
+    # One socket shared by all: the first process to wake accepts every pending connection.
+    process, url, port = web_server
+    answers(url)
+
+    listening = [held(pid, sockets_on(port, LISTENING)) for pid in children(process.pid)]
+
+    assert [len(sockets) for sockets in listening] == [1, 1]
+    assert listening[0] != listening[1]
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="SO_REUSEPORT spreads connections on Linux")
+def test_connections_arriving_together_are_spread_over_both_daphne_processes(web_server):
+    # Given both processes up, and 32 connections opened at once (as a load generator or a proxy does)
+    process, url, port = web_server
+    answers(url)
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(32)]
+    try:
+        time.sleep(1)  # each process accepts what its own socket queued
+
+        # Then each process holds some of them (with one shared socket, the first to wake took all)
+        counts = [len(held(pid, sockets_on(port, ESTABLISHED))) for pid in children(process.pid)]
+    finally:
+        for client in clients:
+            client.close()
+    assert sum(counts) == 32
+    assert min(counts) >= 4, counts
