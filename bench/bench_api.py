@@ -29,8 +29,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,6 +36,7 @@ from statistics import median
 from typing import Any
 
 from bench import BenchUnavailable, measurement
+from cryptostock.webserver import wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -184,7 +183,7 @@ def server(
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            yield process, wait_until_serving(process, url, headers)
+            yield process, wait_until_serving(url, process, headers=dict(header.split(": ", 1) for header in headers))
         except Exception:
             log.seek(0)
             sys.stderr.write(log.read()[-20000:].decode(errors="replace"))
@@ -196,20 +195,6 @@ def server(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-
-
-def wait_until_serving(process: subprocess.Popen[bytes], url: str, headers: list[str]) -> bytes:
-    request = urllib.request.Request(url, headers=dict(header.split(": ", 1) for header in headers))
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited with status {process.returncode}")
-        try:
-            with urllib.request.urlopen(request, timeout=5) as response:
-                return response.read()
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"server did not answer {url} within 60 s")
 
 
 def process_tree(pid: int) -> list[int]:

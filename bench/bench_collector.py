@@ -38,7 +38,6 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ from typing import Any
 import orjson
 
 from bench import BenchUnavailable, measurement
+from cryptostock.webserver import NotServing, wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDING = ROOT / "sample_data" / "freqtrade" / "XRP_OLD-trades.json.gz"
@@ -293,15 +293,12 @@ def start_server(port: int) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                return process
-        except OSError:
-            time.sleep(0.2)
-    process.kill()
-    raise BenchUnavailable("manage.py serve did not start within 60 s")
+    try:
+        wait_until_serving(f"http://127.0.0.1:{port}/health", process)
+    except NotServing as failure:
+        process.kill()
+        raise BenchUnavailable(f"manage.py serve did not start: {failure}") from None
+    return process
 
 
 async def latency_through_daphne(rows: list[dict[str, Any]], instrument_id: int, port: int) -> list[float]:

@@ -29,8 +29,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+import urllib.request
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 APPLICATION = "cryptostock.asgi:application"
 STOP_TIMEOUT = 20.0
@@ -137,6 +139,34 @@ def serve(args: argparse.Namespace) -> int:
             worker.wait()
     # Asked to stop, it stopped (a worker still loading dies of the signal itself: not a failure).
     return 0 if stopping else os.waitstatus_to_exitcode(status)
+
+
+class NotServing(RuntimeError):
+    """A server that was started did not answer in time, or exited first."""
+
+
+def wait_until_serving(
+    url: str,
+    process: subprocess.Popen[Any] | None = None,
+    *,
+    timeout: float = 60.0,
+    headers: Mapping[str, str] | None = None,
+) -> bytes:
+    """GET `url` until it answers with a success and return the body: for whatever starts a server
+    and needs it up (tests, benchmarks, scripts). An error status (e.g. /health's 503) counts as not
+    yet. Raises NotServing if `process` exits first or `timeout` seconds pass."""
+    request = urllib.request.Request(url, headers=dict(headers or {}))
+    deadline = time.monotonic() + timeout
+    while True:
+        if process is not None and process.poll() is not None:
+            raise NotServing(f"the server exited with status {process.returncode} before answering {url}")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return bytes(response.read())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise NotServing(f"no answer from {url} within {timeout:.0f} s") from None
+            time.sleep(0.2)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,7 +14,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,6 +24,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+from cryptostock.webserver import NotServing, wait_until_serving
 
 pytestmark = pytest.mark.browser
 
@@ -116,18 +117,10 @@ class Product:
 
     def wait_until_healthy(self) -> None:
         assert self.process is not None
-        deadline = time.monotonic() + SERVER_START_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"serve exited with {self.process.returncode}:\n{self.log.read_text()[-4000:]}")
-            try:
-                with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            time.sleep(0.25)
-        pytest.fail(f"serve did not answer /health within {SERVER_START_SECONDS} s:\n{self.log.read_text()[-4000:]}")
+        try:
+            wait_until_serving(f"{self.url}/health", self.process, timeout=SERVER_START_SECONDS)
+        except NotServing as failure:
+            pytest.fail(f"{failure}:\n{self.log.read_text()[-4000:]}")
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,11 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from cryptostock.webserver import wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,23 +45,11 @@ def web_server(tmp_path):
             process.wait(timeout=30)
 
 
-def answers(url: str, timeout: float = 60) -> int:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                return int(response.status)
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.3)
-
-
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads child processes from /proc")
 def test_two_daphne_processes_answer_on_one_port_and_stop_on_sigint(web_server):
     process, url, _ = web_server
 
-    assert answers(url) == 200
+    assert wait_until_serving(url, process)
     assert len(children(process.pid)) == 2
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=30) == 0
@@ -69,7 +58,7 @@ def test_two_daphne_processes_answer_on_one_port_and_stop_on_sigint(web_server):
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads child processes from /proc")
 def test_when_one_daphne_dies_the_server_stops_the_other_and_fails(web_server):
     process, url, _ = web_server
-    answers(url)
+    wait_until_serving(url, process)
     first, second = children(process.pid)
 
     os.kill(first, signal.SIGKILL)
@@ -96,7 +85,7 @@ def held(pid: int, sockets: set[str]) -> set[str]:
 def test_each_daphne_process_listens_on_a_socket_of_its_own(web_server):
     # One socket shared by all: the first process to wake accepts every pending connection.
     process, url, port = web_server
-    answers(url)
+    wait_until_serving(url, process)
 
     listening = [held(pid, sockets_on(port, LISTENING)) for pid in children(process.pid)]
 
@@ -108,7 +97,7 @@ def test_each_daphne_process_listens_on_a_socket_of_its_own(web_server):
 def test_connections_arriving_together_are_spread_over_both_daphne_processes(web_server):
     # Given both processes up, and 32 connections opened at once (as a load generator or a proxy does)
     process, url, port = web_server
-    answers(url)
+    wait_until_serving(url, process)
     clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(32)]
     try:
         time.sleep(1)  # each process accepts what its own socket queued

@@ -15,8 +15,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -29,6 +27,7 @@ from django.db import connection
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
+from cryptostock.webserver import wait_until_serving
 from market.barstore import BarRow
 from market.services import apublish_bar, publish_bars
 
@@ -86,15 +85,7 @@ def daphne_url(channel_prefix) -> Iterator[str]:
     )
     listener.close()
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise
-                time.sleep(0.2)
+        wait_until_serving(f"http://127.0.0.1:{port}/health", server)
         yield f"ws://127.0.0.1:{port}/ws/v1/market/"
     finally:
         server.terminate()
