@@ -78,29 +78,29 @@ def bar_batch_messages(rows: Sequence[BarRow], indicators: Sequence[Any] | None 
     """
     by_series: dict[tuple[int, str], list[dict[str, Any]]] = {}
     for index, row in enumerate(rows):
-        frame: dict[str, Any] = {
-            "type": "bar",
-            "instrument": row.instrument_id,
-            "timeframe": row.timeframe,
-            "bar": bar_payload(row),
-        }
-        if row.final:
-            frame["indicators"] = indicators[index] if indicators is not None else None
-        item = {"time": frame["bar"]["time"], "final": row.final, "text": encode_frame(frame)}
+        values = indicators[index] if indicators is not None and row.final else None
+        item = bar_item(row.instrument_id, row.timeframe, bar_payload(row), values)
         by_series.setdefault((row.instrument_id, row.timeframe), []).append(item)
-    messages = []
-    for (instrument_id, timeframe), items in by_series.items():
-        for start in range(0, len(items), MAX_BARS_PER_MESSAGE):
-            messages.append(
-                {
-                    "type": "bars.update",
-                    "group": bars_group(instrument_id, timeframe),
-                    "instrument": instrument_id,
-                    "timeframe": timeframe,
-                    "bars": items[start : start + MAX_BARS_PER_MESSAGE],
-                }
-            )
-    return messages
+    return [
+        batch_message(instrument_id, timeframe, bars=items[start : start + MAX_BARS_PER_MESSAGE])
+        for (instrument_id, timeframe), items in by_series.items()
+        for start in range(0, len(items), MAX_BARS_PER_MESSAGE)
+    ]
+
+
+def bar_item(instrument_id: int, timeframe: str, payload: dict[str, Any], indicators: Any) -> dict[str, Any]:
+    """A batch message's item for one bar (`bar_payload`'s shape): its time, whether it is final, and
+    the client's frame text; a final bar's frame carries its indicator values (None if unknown)."""
+    frame: dict[str, Any] = {"type": "bar", "instrument": instrument_id, "timeframe": timeframe, "bar": payload}
+    if payload["final"]:
+        frame["indicators"] = indicators
+    return {"time": payload["time"], "final": payload["final"], "text": encode_frame(frame)}
+
+
+def batch_message(instrument_id: int, timeframe: str, **body: Any) -> dict[str, Any]:
+    """A `bars.update` message to the series' group: its bars as `bars` items or as `columns`."""
+    group = bars_group(instrument_id, timeframe)
+    return {"type": "bars.update", "group": group, "instrument": instrument_id, "timeframe": timeframe, **body}
 
 
 FRAME_FIELDS = ("instrument", "timeframe", "bar", "indicators")
@@ -281,18 +281,13 @@ def bar_column_messages(rows: Sequence[BarRow], indicators: dict[str, dict[str, 
     _, _, times, *values, _ = zip(*rows, strict=True)
     seconds = [int(time.timestamp()) for time in times]
     fields = dict(zip(BAR_COLUMNS, (seconds, *values), strict=True))
-    head = {
-        "type": "bars.update",
-        "group": bars_group(first.instrument_id, first.timeframe),
-        "instrument": first.instrument_id,
-        "timeframe": first.timeframe,
-    }
     messages = []
     for start in range(0, len(rows), MAX_BARS_PER_MESSAGE):
         part = slice(start, start + MAX_BARS_PER_MESSAGE)
         columns: dict[str, Any] = {name: column[part] for name, column in fields.items()}
         columns["indicators"] = None if indicators is None else _sliced(indicators, part)
-        messages.append({**head, "columns": orjson.dumps(columns, option=orjson.OPT_SERIALIZE_NUMPY).decode()})
+        text = orjson.dumps(columns, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+        messages.append(batch_message(first.instrument_id, first.timeframe, columns=text))
     return messages
 
 
@@ -330,9 +325,7 @@ def items_from_columns(instrument_id: int, timeframe: str, text: str) -> list[di
     for *bar, values in zip(*(columns[name] for name in BAR_COLUMNS), per_bar, strict=True):
         payload = dict(zip(BAR_COLUMNS, bar, strict=True))
         payload["final"] = True
-        frame = {"type": "bar", "instrument": instrument_id, "timeframe": timeframe, "bar": payload}
-        frame["indicators"] = values
-        items.append({"time": payload["time"], "final": True, "text": encode_frame(frame)})
+        items.append(bar_item(instrument_id, timeframe, payload, values))
     return items
 
 
