@@ -71,13 +71,19 @@ def live_indicator_values_many(rows: Sequence[BarRow]) -> list[dict[str, Values]
             try:
                 series_values = _advance_series(series_key, series_rows)
             except Exception:
-                log.exception("live indicators failed for %s %s; reopening on the next bar", *series_key)
-                _series.pop(series_key, None)
-                _kept_windows.pop(series_key, None)
+                _reopen_later(series_key)
                 continue
             for index, value in zip(indexes, series_values, strict=True):
                 values[index] = value
     return values
+
+
+def _reopen_later(series_key: tuple[int, str]) -> None:
+    """After a failure (logged here, from within its `except`): the series starts afresh from the
+    database on its next bar."""
+    log.exception("live indicators failed for %s %s; reopening on the next bar", *series_key)
+    _series.pop(series_key, None)
+    _kept_windows.pop(series_key, None)
 
 
 def forget_live_state() -> None:
@@ -170,9 +176,7 @@ def live_indicator_columns(series_key: tuple[int, str], rows: list[BarRow]) -> I
         try:
             return _batch_columns(series_key, rows)
         except Exception:
-            log.exception("live indicators failed for %s %s; reopening on the next bar", *series_key)
-            _series.pop(series_key, None)
-            _kept_windows.pop(series_key, None)
+            _reopen_later(series_key)
             return None
 
 
