@@ -471,15 +471,19 @@ class Collector:
         """A batch is due: wake the flusher; whether intake must also wait (`_make_room`). Asked at
         every bar closed while a batch is due, so without a coroutine unless there is waiting to do."""
         self._flush_wanted.set()
-        limit = 4 * self.flush_bars
-        return (len(self._pending) >= limit and self._db_retry_at is None) or len(self._unpublished) >= limit
+        return self._storing_lags() or self._publishing_lags()
+
+    def _storing_lags(self) -> bool:
+        return len(self._pending) >= 4 * self.flush_bars and self._db_retry_at is None
+
+    def _publishing_lags(self) -> bool:
+        return len(self._unpublished) >= 4 * self.flush_bars
 
     async def _make_room(self) -> None:
         """Backpressure: with the database up, let the flusher catch up before taking more trades."""
-        self._flush_wanted.set()
-        if len(self._pending) >= 4 * self.flush_bars and self._db_retry_at is None:
+        if self._storing_lags():
             await self.flush()
-        if len(self._unpublished) >= 4 * self.flush_bars:
+        if self._publishing_lags():
             # Publishing (the live indicators, mostly) lags behind storing: wait for it rather than
             # let stored bars and their encoded messages pile up in memory during a catch-up.
             await self.publish_stored()
