@@ -313,12 +313,13 @@ def _store(batch: BarColumns, *, report_written: bool = False) -> UpsertResult:
         raise NotImplementedError(f"the bar store supports PostgreSQL and SQLite, not {connection.vendor}")
     if connection.vendor == "sqlite":
         _reject_unknown_instruments(batch, _stored_instrument_ids(batch))
+    unique = latest_wins(batch)
     try:
         with transaction.atomic():
             if connection.vendor == "postgresql":
-                written = _upsert_postgresql(latest_wins(batch), report_written)
+                written = _upsert_postgresql(unique, report_written)
             else:
-                written = _upsert_sqlite(latest_wins(batch))
+                written = _upsert_sqlite(unique)
     except _UnknownInstruments as refused:  # found by PostgreSQL's first query, before any write
         _reject_unknown_instruments(batch, refused.known)
     return UpsertResult(
@@ -394,7 +395,7 @@ def _newest_stored_times(cursor: CursorWrapper, batch: BarColumns, starts: Ints)
     """Per series of the batch, the open time of its newest stored bar (µs), or the smallest int64.
     One query; each max() is one descent of the primary key index. The same query asks whether the
     series' instrument exists (no database foreign key does, see models.Bar): one round trip less
-    per batch, a tenth of a collector's 500-bar write. Raises _UnknownInstruments if one does not."""
+    per batch. Raises _UnknownInstruments if one does not."""
     cursor.execute(
         f"""SELECT EXISTS (SELECT FROM {Instrument._meta.db_table} AS i WHERE i.id = s.instrument_id),
                    (SELECT (extract(epoch FROM max(b."time")) * 1000000)::bigint FROM {_TABLE} AS b
