@@ -35,6 +35,15 @@ def query(params: QueryDict, **changes: str | None) -> str:
     return "?" + urlencode(sorted(kept.items()))
 
 
+def kept_filters(params: QueryDict, *replaced: str) -> list[tuple[str, Any]]:
+    """The filters set now, but those a form replaces: the hidden fields that keep them."""
+    return [
+        (name, value)
+        for name, value in sorted(params.items())
+        if name in FILTER_NAMES and name not in replaced and value
+    ]
+
+
 def choice(params: QueryDict, name: str, value: str, display: str) -> dict[str, Any]:
     return {
         "display": display,
@@ -94,14 +103,8 @@ def list_context(request: HttpRequest, form: BarListForm, bars: Sequence[Bar], *
         "filter_specs": filter_specs(params),
         "instrument_choices": instrument_choices(params, form),
         "search_text": params.get("q", ""),
-        "search_keeps": [
-            (name, value) for name, value in sorted(params.items()) if name in FILTER_NAMES and name != "q" and value
-        ],
-        "range_keeps": [
-            (name, value)
-            for name, value in sorted(params.items())
-            if name in FILTER_NAMES and name not in ("since", "until") and value
-        ],
+        "search_keeps": kept_filters(params, "q"),
+        "range_keeps": kept_filters(params, "since", "until"),
         "since": params.get("since", ""),
         "until": params.get("until", ""),
         "has_active_filters": any(params.get(name) for name in FILTER_NAMES),

@@ -56,9 +56,11 @@ def change_url(key: BarPrimaryKey) -> str:
     return reverse("admin:market_bar_change", args=key.url_args)
 
 
-def key_or_404(instrument_id: int, timeframe: str, time: str) -> BarPrimaryKey:
+def key_or_404(text: str) -> BarPrimaryKey:
+    """The key from its text (`BarPrimaryKey.text`: instrument/timeframe/time, as the URLs have it
+    too), or 404 naming what is wrong with it."""
     try:
-        return BarPrimaryKey.parse(instrument_id, timeframe, time)
+        return BarPrimaryKey.from_text(text)
     except ValueError as error:
         raise Http404(f"No such bar: {error}") from None
 
@@ -141,11 +143,7 @@ class BarAdminPages:
             messages.warning(request, "No action selected.")
             return HttpResponseRedirect(back)
         require(request, "delete")
-        try:
-            keys = [BarPrimaryKey.from_text(text) for text in request.POST.getlist("_selected_action")]
-        except ValueError as error:
-            raise Http404(f"No such bar: {error}") from None
-        bars = find_bars(keys)
+        bars = find_bars([key_or_404(text) for text in request.POST.getlist("_selected_action")])
         if not bars:
             messages.warning(request, "Items must be selected in order to perform actions on them.")
             return HttpResponseRedirect(back)
@@ -175,7 +173,7 @@ class BarAdminPages:
         require(request, "view", "change")
         if request.method == "POST":
             require(request, "change")
-        key = key_or_404(instrument_id, timeframe, time)
+        key = key_or_404(f"{instrument_id}/{timeframe}/{time}")
         bar = bar_or_404(key)
         form = BarValuesForm(request.POST if request.method == "POST" else None, initial=values_of(bar))
         if request.method == "POST" and form.is_valid():
@@ -192,15 +190,11 @@ class BarAdminPages:
 
     def change_by_object_id(self, request: HttpRequest, object_id: str) -> HttpResponse:
         require(request, "view", "change")
-        try:
-            key = BarPrimaryKey.from_text(unquote(object_id))
-        except ValueError as error:
-            raise Http404(f"No such bar: {error}") from None
-        return HttpResponseRedirect(change_url(key))
+        return HttpResponseRedirect(change_url(key_or_404(unquote(object_id))))
 
     def delete(self, request: HttpRequest, instrument_id: int, timeframe: str, time: str) -> HttpResponse:
         require(request, "delete")
-        key = key_or_404(instrument_id, timeframe, time)
+        key = key_or_404(f"{instrument_id}/{timeframe}/{time}")
         bar = bar_or_404(key)
         if request.method != "POST" or request.POST.get("post") != "yes":
             context = {"title": "Delete bar", "bars": [bar], "key": key, "single": True}
