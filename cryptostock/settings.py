@@ -551,6 +551,53 @@ CELERY_BEAT_SCHEDULE["alerts-check-collectors"] = {
     "options": {"expire_seconds": max(1.0, ALERTS_COLLECTOR_CHECK_SECONDS - 5)},
 }
 
+# --- Arbitrage detection (docs/arbitrage.md) -----------------------------------------------------
+
+
+def _venue_numbers(name: str, default: str = "") -> dict[str, float]:
+    """`binance=10,kraken=26`: a number per exchange code."""
+    raw = os.environ.get(name, default)
+    numbers: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        code, _, number = item.partition("=")
+        problem = f"{name}={raw!r}: expected code=number pairs, 0 <= number < 10000, e.g. binance=10,kraken=26"
+        try:
+            value = float(number)
+        except ValueError:
+            raise ImproperlyConfigured(problem) from None
+        if not code.strip() or not 0 <= value < 10_000:
+            raise ImproperlyConfigured(problem)
+        numbers[code.strip()] = value
+    return numbers
+
+
+def _quote_equivalents(name: str) -> dict[str, str]:
+    """`USDT=USD,USDC=USD`: quote currencies that count as another one (empty: none do)."""
+    raw = os.environ.get(name, "")
+    pairs: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        quote, _, same_as = item.partition("=")
+        if not quote.strip() or not same_as.strip():
+            raise ImproperlyConfigured(f"{name}={raw!r}: expected quote=currency pairs, e.g. USDT=USD,USDC=USD")
+        pairs[quote.strip().upper()] = same_as.strip().upper()
+    return pairs
+
+
+# Seconds between two detections (beat); a net spread (after both taker fees) must be above MIN_NET_BPS;
+# prices older than MAX_AGE_SECONDS never count; taker fees in bps per exchange code, DEFAULT for
+# the others; quote currencies that count as one (off by default: a stablecoin is not its currency).
+ARBITRAGE_INTERVAL_SECONDS = envfloat("ARBITRAGE_INTERVAL_SECONDS", 15.0)
+ARBITRAGE_MIN_NET_BPS = envfloat("ARBITRAGE_MIN_NET_BPS", 5.0)
+ARBITRAGE_MAX_AGE_SECONDS = envfloat("ARBITRAGE_MAX_AGE_SECONDS", 120.0)
+ARBITRAGE_DEFAULT_FEE_BPS = envfloat("ARBITRAGE_DEFAULT_FEE_BPS", 10.0)
+ARBITRAGE_FEES_BPS = _venue_numbers("ARBITRAGE_FEES_BPS")
+ARBITRAGE_QUOTE_EQUIVALENTS = _quote_equivalents("ARBITRAGE_QUOTE_EQUIVALENTS")
+CELERY_BEAT_SCHEDULE["arbitrage"] = {
+    "task": "market.tasks.detect_arbitrage_task",
+    "schedule": ARBITRAGE_INTERVAL_SECONDS,
+    "options": {"expire_seconds": max(1.0, ARBITRAGE_INTERVAL_SECONDS - 1)},
+}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -7,6 +7,7 @@ from django.forms import ModelForm
 from django.http import HttpRequest
 
 from market.models import (
+    ArbitrageOpportunity,
     BackfillJob,
     CollectorStatus,
     Exchange,
@@ -145,4 +146,53 @@ class QualityReportAdmin(admin.ModelAdmin[QualityReport]):
     inlines = [QualityFindingInline]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+# --- Arbitrage (docs/arbitrage.md) ---
+
+
+class OpenOpportunityFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "open"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("1", "Open"), ("0", "Closed")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() in ("0", "1"):
+            return queryset.filter(closed_at__isnull=self.value() == "1")
+        return queryset
+
+
+@admin.register(ArbitrageOpportunity)
+class ArbitrageOpportunityAdmin(admin.ModelAdmin[ArbitrageOpportunity]):
+    """Read-only: the detection task opens, updates and closes them (market.arbitrage_services)."""
+
+    list_display = [
+        "symbol",
+        "buy_instrument",
+        "sell_instrument",
+        "last_net_bps",
+        "max_net_bps",
+        "opened_at",
+        "last_seen_at",
+        "closed_at",
+        "updates",
+    ]
+    list_filter = [
+        OpenOpportunityFilter,
+        "quote",
+        ("buy_instrument__exchange", admin.RelatedOnlyFieldListFilter),
+        ("sell_instrument__exchange", admin.RelatedOnlyFieldListFilter),
+    ]
+    search_fields = ["symbol", "base"]
+    list_select_related = ["buy_instrument__exchange", "sell_instrument__exchange"]
+    date_hierarchy = "opened_at"
+    readonly_fields = [field.name for field in ArbitrageOpportunity._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: ArbitrageOpportunity | None = None) -> bool:
         return False

@@ -353,3 +353,76 @@ class WatchlistEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id}: {self.instrument_id} at {self.position}"
+
+
+# --- Arbitrage: price differences of one asset pair across venues (docs/arbitrage.md) ---
+
+
+class ArbitrageOpportunityQuerySet(models.QuerySet["ArbitrageOpportunity"]):
+    def open(self) -> ArbitrageOpportunityQuerySet:
+        return self.filter(closed_at__isnull=True)
+
+
+class ArbitrageOpportunity(models.Model):
+    """One asset pair's cross-venue opportunity, from the detection that first found its best net
+    spread above the threshold (`opened_at`) to the first that no longer did (`closed_at`, null while
+    open). At most one open row per pair (base, quote).
+
+    The pair's best venues may change while it stays open (another venue becomes the cheapest): the
+    `buy_*`/`sell_*` fields are those of the latest detection, the `*_at_max` ones those of the
+    largest net spread seen. `quote` is the canonical quote currency (docs/arbitrage.md, quote
+    equivalence). Spreads are in basis points, floats like every price (see the module docstring).
+    """
+
+    base = models.CharField(max_length=20)
+    quote = models.CharField(max_length=20)
+    symbol = models.CharField(max_length=41, help_text="BASE/QUOTE, for lookups")
+    buy_instrument = models.ForeignKey(Instrument, on_delete=models.CASCADE, related_name="+")
+    sell_instrument = models.ForeignKey(Instrument, on_delete=models.CASCADE, related_name="+")
+    buy_price = models.FloatField(help_text="Latest price paid on the buy venue")
+    sell_price = models.FloatField(help_text="Latest price received on the sell venue")
+    first_net_bps = models.FloatField()
+    last_net_bps = models.FloatField()
+    last_gross_bps = models.FloatField()
+    max_net_bps = models.FloatField()
+    max_gross_bps = models.FloatField(help_text="Gross spread at the largest net spread")
+    max_buy_instrument = models.ForeignKey(Instrument, on_delete=models.CASCADE, related_name="+")
+    max_sell_instrument = models.ForeignKey(Instrument, on_delete=models.CASCADE, related_name="+")
+    buy_price_at_max = models.FloatField()
+    sell_price_at_max = models.FloatField()
+    max_at = models.DateTimeField(help_text="When the largest net spread was observed")
+    opened_at = models.DateTimeField(help_text="Observation time of the detection that found it")
+    last_seen_at = models.DateTimeField(help_text="Observation time of the latest detection that found it")
+    closed_at = models.DateTimeField(null=True, blank=True, help_text="Detection time that no longer found it")
+    updates = models.PositiveIntegerField(default=0, help_text="New observations after the first")
+
+    objects = ArbitrageOpportunityQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-opened_at", "-id"]
+        verbose_name_plural = "arbitrage opportunities"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["base", "quote"], condition=Q(closed_at__isnull=True), name="arbitrage_one_open_per_pair"
+            ),
+            models.CheckConstraint(
+                condition=Q(closed_at__isnull=True) | Q(closed_at__gte=F("opened_at")),
+                name="arbitrage_closed_after_opened",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_net_bps__gte=F("first_net_bps")) & Q(max_net_bps__gte=F("last_net_bps")),
+                name="arbitrage_max_is_max",
+            ),
+            models.CheckConstraint(
+                condition=Q(buy_price__gt=0, sell_price__gt=0, buy_price_at_max__gt=0, sell_price_at_max__gt=0),
+                name="arbitrage_prices_positive",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["symbol", "-opened_at"], name="arbitrage_symbol_opened_idx"),
+            models.Index(fields=["-last_seen_at"], name="arbitrage_last_seen_idx"),
+        ]
+
+    def __str__(self) -> str:
+        state = "open" if self.closed_at is None else "closed"
+        return f"{self.symbol} {self.max_net_bps:.1f} bps ({state})"

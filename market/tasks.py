@@ -12,6 +12,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
+from market.arbitrage_services import detect_arbitrage
 from market.backfill import fill_gap, run_backfill
 from market.quality_reports import check_quality
 from market.retention import enforce_retention
@@ -51,3 +52,10 @@ def check_quality_task(day: str | None = None) -> str:
 def enforce_retention_task() -> str:
     """Delete bars older than their timeframe's retention; daily."""
     return str(enforce_retention(timezone.now(), settings.BAR_RETENTION_DAYS, batch=settings.RETENTION_BATCH))
+
+
+@shared_task
+def detect_arbitrage_task() -> str:
+    """Detect cross-exchange opportunities on the latest stored 1m closes and track them; every
+    ARBITRAGE_INTERVAL_SECONDS. Running it twice on the same bars changes nothing."""
+    return str(detect_arbitrage(timezone.now()))

@@ -165,7 +165,28 @@ def _watched(world: World) -> int:
     return world.instrument.pk
 
 
+def _opportunity(world: World) -> int:
+    from market.models import ArbitrageOpportunity
+
+    moment = datetime(2024, 1, 1, tzinfo=UTC)
+    legs = ("buy_instrument", "sell_instrument", "max_buy_instrument", "max_sell_instrument")
+    prices = dict.fromkeys(("buy_price", "sell_price", "buy_price_at_max", "sell_price_at_max"), 1.0)
+    spreads = dict.fromkeys(("first_net_bps", "last_net_bps", "last_gross_bps", "max_net_bps", "max_gross_bps"), 10.0)
+    return ArbitrageOpportunity.objects.create(
+        base="XRP",
+        quote="ETH",
+        symbol="XRP/ETH",
+        opened_at=moment,
+        last_seen_at=moment,
+        max_at=moment,
+        **dict.fromkeys(legs, world.instrument),
+        **prices,
+        **spreads,
+    ).pk
+
+
 OBJECTS: dict[str, Callable[[World], Any]] = {
+    "opportunity": _opportunity,
     "collector": _collector,
     "exchange": lambda world: world.exchange.pk,
     "instrument": lambda world: world.instrument.pk,

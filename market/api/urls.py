@@ -2,6 +2,7 @@ from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
 from market.api import views
+from market.api.arbitrage import ArbitrageOpportunityViewSet
 from market.api.collectors import CollectorStatusViewSet
 from market.api.quality import QualityReportListView
 from market.api.watchlist import WatchlistInstrumentView, WatchlistReorderView, WatchlistView
@@ -10,6 +11,7 @@ router = SimpleRouter()
 router.register("exchanges", views.ExchangeViewSet, basename="exchange")
 router.register("instruments", views.InstrumentViewSet, basename="instrument")
 router.register("collectors", CollectorStatusViewSet, basename="collector")
+router.register("arbitrage/opportunities", ArbitrageOpportunityViewSet, basename="arbitrage-opportunity")
 
 urlpatterns = [
     path("bars/", views.BarsView.as_view(), name="bars"),
