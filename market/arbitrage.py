@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 BPS = 10_000.0
 
@@ -159,8 +160,9 @@ def _take(columns: QuoteColumns, mask: npt.NDArray[np.bool_]) -> QuoteColumns:
 
 
 def _detect(columns: QuoteColumns, params: DetectionParams) -> list[Opportunity]:
-    canonical = np.array([params.canonical_quote(q) for q in columns.quote], dtype=object)
-    group, _ = _codes(columns.base + "/" + canonical)
+    group, base, quote = _pair_groups(columns, params)
+    # Venue codes in name order: ties are broken by venue name then instrument id, so that the
+    # answer never depends on the order of the input.
     venue, venue_names = _codes(columns.venue)
     fees = np.array([params.fee_bps(name) for name in venue_names], dtype=np.float64)[venue] / BPS
     # Where the book is known, one buys at the ask and sells at the bid; otherwise at the last price.
@@ -168,10 +170,9 @@ def _detect(columns: QuoteColumns, params: DetectionParams) -> list[Opportunity]
     bid = np.where(columns.bid > 0, columns.bid, columns.price)
     cost = ask * (1 + fees)
     proceeds = bid * (1 - fees)
-    # Ties are broken by venue name then instrument id, so that the answer never depends on input order.
-    venue_rank = np.argsort(np.argsort(venue_names.astype(str), kind="stable"))[venue]
-    buy_best, buy_second = _best_two_venues(group, venue, venue_rank, columns.instrument_id, cost)
-    sell_best, sell_second = _best_two_venues(group, venue, venue_rank, columns.instrument_id, -proceeds)
+    groups = _Groups.of(group, venue, columns.instrument_id)
+    buy_best, buy_second = _best_two_venues(groups, venue, cost)
+    sell_best, sell_second = _best_two_venues(groups, venue, -proceeds)
     buy, sell = _pick_pairs(venue, cost, proceeds, buy_best, buy_second, sell_best, sell_second)
     found = buy >= 0
     buy, sell = buy[found], sell[found]
@@ -182,8 +183,8 @@ def _detect(columns: QuoteColumns, params: DetectionParams) -> list[Opportunity]
     observed = np.maximum(columns.time[buy], columns.time[sell])
     opportunities = [
         Opportunity(
-            base=str(columns.base[b]),
-            quote=str(canonical[b]),
+            base=base[b],
+            quote=quote[b],
             buy_venue=str(columns.venue[b]),
             buy_instrument_id=int(columns.instrument_id[b]),
             buy_price=float(ask[b]),
@@ -201,30 +202,74 @@ def _detect(columns: QuoteColumns, params: DetectionParams) -> list[Opportunity]
     return sorted(opportunities, key=lambda o: o.symbol)
 
 
+def _pair_groups(columns: QuoteColumns, params: DetectionParams) -> tuple[Ints, _Names, _Names]:
+    """Each quote's pair group code (base and canonical quote), and views giving each quote's base
+    and canonical quote as text. Hashing, not sorting, the strings: they are most of the input."""
+    base_code, bases = _codes(columns.base)
+    quote_code, quotes = _codes(columns.quote)
+    canonical_code, canonical = _codes(np.array([params.canonical_quote(q) for q in quotes], dtype=object))
+    pair = base_code * len(canonical) + canonical_code[quote_code]
+    group, _ = pd.factorize(pair)
+    return group.astype(np.int64), _Names(bases, base_code), _Names(canonical, canonical_code[quote_code])
+
+
+class _Names:
+    """The text of a coded column, row by row, without building the whole column."""
+
+    def __init__(self, names: npt.NDArray[np.object_], codes: Ints) -> None:
+        self.names, self.codes = names, codes
+
+    def __getitem__(self, row: int) -> str:
+        return str(self.names[self.codes[row]])
+
+
 def _codes(values: npt.NDArray[np.object_]) -> tuple[Ints, npt.NDArray[np.object_]]:
-    """Integer codes of the values, and the distinct values in code order."""
-    names, codes = np.unique(values.astype(str), return_inverse=True)
-    return codes.astype(np.int64), names.astype(object)
+    """Integer codes of the values, numbered in the values' sorted order, and the distinct values."""
+    codes, names = pd.factorize(values, sort=True)
+    return np.asarray(codes, dtype=np.int64), np.asarray(names, dtype=object)
 
 
-def _best_two_venues(group: Ints, venue: Ints, venue_rank: Ints, instrument: Ints, key: Floats) -> tuple[Ints, Ints]:
-    """Per group (indexed by group code): the row with the lowest `key`, and the row with the lowest
-    `key` on another venue than that one (-1 where there is none). Groups without rows get -1 too."""
-    groups = int(group.max()) + 1
-    order = np.lexsort((instrument, venue_rank, key, group))
-    sorted_group = group[order]
-    starts = np.flatnonzero(np.r_[True, sorted_group[1:] != sorted_group[:-1]])
-    best = np.full(groups, -1, dtype=np.int64)
-    best[sorted_group[starts]] = order[starts]
-    # The best venue of each row's group, then the first row of each group on any other venue.
-    best_venue_of_row = venue[best[sorted_group]]
-    other = np.flatnonzero(venue[order] != best_venue_of_row)
-    second = np.full(groups, -1, dtype=np.int64)
-    if len(other):
-        other_groups = sorted_group[other]
-        first = np.r_[True, other_groups[1:] != other_groups[:-1]]
-        second[other_groups[first]] = order[other[first]]
-    return best, second
+@dataclass(frozen=True)
+class _Groups:
+    """Rows in group order (ties within a group by venue name, then instrument id): `order[i]` is
+    the row at sorted position i, `ordinal[i]` its group's number (0, 1, ...), `starts` where each
+    group begins. One sort of integers, shared by the buy and the sell side."""
+
+    order: Ints
+    ordinal: Ints
+    starts: Ints
+
+    @classmethod
+    def of(cls, group: Ints, venue: Ints, instrument: Ints) -> _Groups:
+        order = np.lexsort((instrument, venue, group))
+        sorted_group = group[order]
+        first = np.r_[True, sorted_group[1:] != sorted_group[:-1]]
+        return cls(order, np.cumsum(first) - 1, np.flatnonzero(first))
+
+
+def _best_two_venues(groups: _Groups, venue: Ints, key: Floats) -> tuple[Ints, Ints]:
+    """Per group (by ordinal): the row with the lowest `key`, and the row with the lowest `key` on
+    another venue than that one (-1 where there is none). O(n) after the shared sort: a minimum per
+    group, then the first row in group order that reaches it (which breaks ties the same way always)."""
+    in_order = key[groups.order]
+    venue_in_order = venue[groups.order]
+    best = _first_minimum(in_order, groups)
+    # Every row of the best row's venue is out of the running for second place.
+    best_venue = venue_in_order[best][groups.ordinal]
+    second = _first_minimum(np.where(venue_in_order == best_venue, np.inf, in_order), groups)
+    return groups.order[best], np.where(second >= 0, groups.order[np.maximum(second, 0)], -1)
+
+
+def _first_minimum(values: Floats, groups: _Groups) -> Ints:
+    """Per group, the sorted position of its first finite minimum (-1 if it has no finite value)."""
+    minimum = np.minimum.reduceat(values, groups.starts)
+    hits = np.flatnonzero((values == minimum[groups.ordinal]) & np.isfinite(values))
+    positions = np.full(len(groups.starts), -1, dtype=np.int64)
+    if len(hits):
+        hit_groups = groups.ordinal[hits]
+        first = np.r_[True, hit_groups[1:] != hit_groups[:-1]]
+        positions[hit_groups[first]] = hits[first]
+    return positions
 
 
 def _pick_pairs(

@@ -407,12 +407,22 @@ async def apublish_collector_state(snapshot: HealthSnapshot, previous_state: str
 
 def publish_arbitrage_opportunity(opportunity: dict[str, Any]) -> None:
     """An arbitrage opportunity, to the clients subscribed to the `arbitrage` channel. The shape is
-    documented in docs/websocket.md: `{"symbol", "buy": {"exchange", "instrument", "price"}, "sell":
-    {...}, "spread_bps", "at"}`; the caller builds it."""
+    documented in docs/websocket.md: `{"event", "id", "symbol", "buy": {"exchange", "instrument",
+    "price"}, "sell": {...}, "spread_bps", "gross_spread_bps", "max_spread_bps", "at"}`; the caller
+    builds it (market.arbitrage_services)."""
+    publish_arbitrage_opportunities([opportunity])
+
+
+def publish_arbitrage_opportunities(opportunities: Sequence[dict[str, Any]]) -> None:
+    """Several opportunities, in order, in one trip into the event loop (on Redis, a few round trips
+    for all of them instead of four each): a detection can open or update a hundred at once."""
     layer = get_channel_layer()
-    if layer is not None:
-        frame = {"type": "arbitrage", **opportunity}
-        async_to_sync(layer.group_send)(ARBITRAGE_GROUP, topic_message(ARBITRAGE_GROUP, frame))
+    if layer is not None and opportunities:
+        messages = [
+            (ARBITRAGE_GROUP, topic_message(ARBITRAGE_GROUP, {"type": "arbitrage", **opportunity}))
+            for opportunity in opportunities
+        ]
+        async_to_sync(group_batch.send_to_groups)(layer, messages)
 
 
 async def aschedule_intrabar_alerts(rows: Sequence[BarRow]) -> None:
