@@ -60,7 +60,7 @@ def latest_quotes(now: datetime, max_age_seconds: float) -> QuoteColumns:
         .filter(exchanges__gt=1)
         .values("base")
     )
-    rows = list(
+    query = (
         Instrument.objects.active()
         .exclude(base="")
         .exclude(quote="")
@@ -69,10 +69,18 @@ def latest_quotes(now: datetime, max_age_seconds: float) -> QuoteColumns:
             bar_time=EpochSeconds(Subquery(newest.values("time")[:1])),
             close=Subquery(newest.values("close")[:1]),
         )
-        .filter(bar_time__isnull=False)
         .order_by("pk")
         .values_list("pk", "exchange__code", "base", "quote", "bar_time", "close")
     )
+    with transaction.atomic():
+        if connections[query.db].vendor == "postgresql":
+            # The planner cannot know each lookup stops at one bar, and JIT-compiled the plan: 30 ms
+            # of compiling for 10,000 instruments (EXPLAIN ANALYZE).
+            with connections[query.db].cursor() as cursor:
+                cursor.execute("SET LOCAL jit = off")
+        # Instruments without a bar in the window are dropped here: filtering on the subquery in
+        # SQL made PostgreSQL run it a third time per instrument.
+        rows = [row for row in query if row[4] is not None]
     return _columns(rows)
 
 
