@@ -109,7 +109,7 @@ class ArbitrageOpportunityViewSet(viewsets.ReadOnlyModelViewSet[ArbitrageOpportu
         if "open" in params:
             queryset = queryset.filter(closed_at__isnull=params["open"])
         if symbol := params.get("symbol"):
-            queryset = queryset.filter(symbol=symbol.upper())
+            queryset = queryset.filter(symbol__iexact=symbol)
         if exchange := params.get("exchange"):
             queryset = queryset.filter(
                 Q(buy_instrument__exchange__code=exchange) | Q(sell_instrument__exchange__code=exchange)
