@@ -40,6 +40,7 @@ _ADMIN = [
     "market.add_instrument",
     "market.change_instrument",
     "market.view_bar",
+    "market.view_arbitrageopportunity",  # granted by market's migration 0010
 ]
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {VIEWER: _VIEWER, ANALYST: _ANALYST, ADMIN: _ADMIN}

@@ -125,6 +125,25 @@ def test_every_viewer_reads_the_same_opportunities_and_anonymous_only_when_publi
     assert ids(client.get(URL)) == ids(first.get(URL))
 
 
+def test_the_admin_role_sees_opportunities_in_the_admin_read_only(make_user, history):
+    admin = logged_in(make_user("admin"))
+    pages = "/admin/market/arbitrageopportunity/"
+
+    open_only = admin.get(pages, {"open": "1"})
+    by_exchange = admin.get(
+        pages, {"buy_instrument__exchange__id__exact": history["BTC/USDT"].buy_instrument.exchange_id}
+    )
+
+    assert open_only.status_code == by_exchange.status_code == 200
+    assert b"ETH/USDT" in open_only.content
+    assert b"BTC/USDT" not in open_only.content
+    assert b"BTC/USDT" in by_exchange.content
+    assert b"ETH/USDT" not in by_exchange.content
+    assert admin.get(f"{pages}{history['BTC/USDT'].pk}/change/").status_code == 200
+    assert admin.get(f"{pages}add/").status_code == 403
+    assert logged_in(make_user("viewer")).get(pages).status_code == 302
+
+
 # --- The live channel ------------------------------------------------------------------------------
 
 
