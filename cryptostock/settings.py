@@ -577,7 +577,7 @@ def _quote_equivalents(name: str) -> dict[str, str]:
     pairs: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in raw.split(","))):
         quote, _, same_as = item.partition("=")
-        if not quote.strip() or not same_as.strip():
+        if not 0 < len(quote.strip()) <= 20 or not 0 < len(same_as.strip()) <= 20:  # Instrument.quote's length
             raise ImproperlyConfigured(f"{name}={raw!r}: expected quote=currency pairs, e.g. USDT=USD,USDC=USD")
         pairs[quote.strip().upper()] = same_as.strip().upper()
     return pairs

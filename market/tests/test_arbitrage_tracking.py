@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from market.arbitrage import DetectionParams, Opportunity
@@ -288,3 +288,43 @@ def test_the_command_prints_what_it_found(venues):
     assert lines[0] == "2 quotes, 1 opportunities: 1 opened, 0 updated, 0 closed, 0 unchanged"
     assert lines[1].startswith("  BTC/USDT: buy on binance at ")
     assert "sell on kraken" in lines[1]
+
+
+def test_the_command_refuses_a_past_moment_for_repeated_detection(venues):
+    with pytest.raises(CommandError, match="--now needs --once"):
+        call_command("detect_arbitrage", "--now", "2023-05-08T10:33:05")
+
+
+# --- Settings ----------------------------------------------------------------------------------
+
+
+def test_fees_and_quote_equivalents_are_read_from_the_environment(monkeypatch):
+    from cryptostock.settings import _quote_equivalents, _venue_numbers
+
+    monkeypatch.setenv("FEES", " binance=10, kraken=26.5 ")
+    monkeypatch.setenv("SAME", "usdt=USD,USDC=usd")
+
+    assert _venue_numbers("FEES") == {"binance": 10.0, "kraken": 26.5}
+    assert _quote_equivalents("SAME") == {"USDT": "USD", "USDC": "USD"}
+
+
+@pytest.mark.parametrize("raw", ["binance", "binance=ten", "=10", "binance=-1", "binance=10000"])
+def test_a_bad_fee_setting_is_refused_naming_the_variable(monkeypatch, raw):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from cryptostock.settings import _venue_numbers
+
+    monkeypatch.setenv("ARBITRAGE_FEES_BPS", raw)
+    with pytest.raises(ImproperlyConfigured, match="ARBITRAGE_FEES_BPS="):
+        _venue_numbers("ARBITRAGE_FEES_BPS")
+
+
+@pytest.mark.parametrize("raw", ["USDT", "USDT=", "=USD", "USDT=" + "X" * 21])
+def test_a_bad_quote_equivalence_is_refused_naming_the_variable(monkeypatch, raw):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from cryptostock.settings import _quote_equivalents
+
+    monkeypatch.setenv("ARBITRAGE_QUOTE_EQUIVALENTS", raw)
+    with pytest.raises(ImproperlyConfigured, match="ARBITRAGE_QUOTE_EQUIVALENTS="):
+        _quote_equivalents("ARBITRAGE_QUOTE_EQUIVALENTS")

@@ -12,7 +12,7 @@ from argparse import ArgumentParser
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from market.arbitrage_services import DetectionRun, detect_arbitrage
@@ -27,6 +27,8 @@ class Command(BaseCommand):
         parser.add_argument("--now", type=parse_moment, help="With --once: detect as of this time (default: now)")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["now"] and not options["once"]:
+            raise CommandError("--now needs --once: a repeated detection always runs as of the present")
         if options["once"]:
             self.report(detect_arbitrage(options["now"] or timezone.now()))
             return
