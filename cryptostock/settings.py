@@ -7,6 +7,7 @@ lists every variable this module reads.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from datetime import timedelta
@@ -65,6 +66,17 @@ def envlist(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def envnetworks(name: str, default: str) -> list[str]:
+    """Comma-separated IP networks (`10.0.0.0/8`, `::1/128`, a bare address); a bad one is an error."""
+    networks = envlist(name, default)
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}: {network!r} is not an IP network (use e.g. 10.0.0.0/8)") from None
+    return networks
+
+
 def envrate(name: str, default: str) -> str:
     """A rate limit such as `100/m` (count per s, m, h or d; `5/10m` is 5 per ten minutes)."""
     raw = os.environ.get(name, "").strip() or default
@@ -99,6 +111,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    "django_prometheus",
     "django_celery_beat",
     "django_celery_results",
     "market",
@@ -125,6 +138,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: request counts and latency by view for /metrics (docs/metrics.md).
+    "cryptostock.request_metrics.RequestMetricsMiddleware",
 ]
 
 ROOT_URLCONF = "cryptostock.urls"
@@ -427,6 +442,16 @@ PARTIAL_BAR_MAX_PER_SECOND = envfloat("PARTIAL_BAR_MAX_PER_SECOND", 4.0)
 # Final bars are written in batches of at most this many bars or this many seconds.
 COLLECTOR_FLUSH_BARS = envint("COLLECTOR_FLUSH_BARS", 500)
 COLLECTOR_FLUSH_SECONDS = envfloat("COLLECTOR_FLUSH_SECONDS", 0.1)
+
+# --- Prometheus metrics at /metrics (docs/metrics.md) -------------------------------------------
+METRICS_ENABLED = envbool("METRICS_ENABLED", True)
+# Who may read /metrics (it names every collector, host and instrument): loopback and the private
+# networks a Prometheus server usually scrapes from. Behind a reverse proxy the address is the proxy's.
+METRICS_ALLOWED_NETWORKS = envnetworks(
+    "METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
+)
+# django-prometheus counts migrations only when asked: that is a database query at every start.
+PROMETHEUS_EXPORT_MIGRATIONS = False
 
 # --- Collectors (docs/collectors.md) -----------------------------------------------------------
 # Live streams (tests point them at local servers). The REST catch-up uses BINANCE_API_URL and

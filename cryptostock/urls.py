@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerSplitView
 
+from cryptostock import metrics
 from market import pages as market_pages
 from market import views as market_views
 
@@ -9,6 +10,7 @@ urlpatterns = [
     path("", market_views.chart, name="chart"),
     path("health", market_views.health, name="health"),
     path("ready", market_views.ready, name="ready"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("watchlist/", market_pages.watchlist, name="watchlist"),
     path("alerts/", include("alerts.urls")),
     path("system/", market_pages.system, name="system"),

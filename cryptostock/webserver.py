@@ -28,9 +28,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ STOP_TIMEOUT = 20.0
 # STARTUP_RESTARTS times.
 STARTUP_SECONDS = 120.0
 STARTUP_RESTARTS = 3
+METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -86,6 +89,33 @@ def daphne_command(fd: int, args: argparse.Namespace) -> list[str]:
 
 
 def serve(args: argparse.Namespace) -> int:
+    with metrics_directory():
+        return serve_workers(args)
+
+
+@contextmanager
+def metrics_directory() -> Iterator[Path]:
+    """A directory for prometheus_client's multiprocess mode, in the workers' environment: each daphne
+    writes its request metrics there and /metrics sums them all, whichever process answers the scrape
+    (cryptostock/metrics.py). PROMETHEUS_MULTIPROC_DIR chooses it (emptied first: the counts of an
+    earlier run are not this one's); otherwise a temporary one, removed at the end."""
+    chosen = os.environ.get(METRICS_DIR_VARIABLE)
+    if chosen:
+        directory = Path(chosen)
+        directory.mkdir(parents=True, exist_ok=True)
+        for leftover in directory.glob("*.db"):
+            leftover.unlink()
+        yield directory
+        return
+    with tempfile.TemporaryDirectory(prefix="cryptostock-metrics-") as temporary:
+        os.environ[METRICS_DIR_VARIABLE] = temporary
+        try:
+            yield Path(temporary)
+        finally:
+            del os.environ[METRICS_DIR_VARIABLE]
+
+
+def serve_workers(args: argparse.Namespace) -> int:
     # Kept open here too, so that a worker can be started again on its socket (see STARTUP_SECONDS).
     sockets = listening_sockets(args.bind, args.port, args.backlog, args.workers)
 

@@ -97,6 +97,11 @@ def test_the_table_has_rows():
     assert len(ROWS) > 20
 
 
+def test_no_method_and_path_has_two_rows():
+    seen = [str(row) for row in ROWS]
+    assert sorted({row for row in seen if seen.count(row) > 1}) == []
+
+
 def test_every_url_has_a_row():
     documented = {route_of(row.path) for row in ROWS}
     assert set(url_routes()) - documented == set(), "add a row to docs/api.md for these URLs"
