@@ -16,9 +16,10 @@ fees, time) are not counted: docs/arbitrage.md says why and what that means.
 
 Per pair group the best buy is the venue with the lowest `c` and the best sell the one with the
 highest `p`; when both are the same venue, the better of (best buy, second-best sell) and (second-best
-buy, best sell) is taken. Everything is done on sorted numpy arrays: O(n log n) for n quotes, one
-sort per side, no Python loop over quotes (bench/bench_arbitrage.py measures it against a pandas
-self-merge of every venue pair).
+buy, best sell) is taken. Everything is done on numpy arrays: the strings are hashed into integer
+codes, one sort of those codes (pair, venue, instrument) serves both sides, and each side's best two
+venues are minima per group: O(n log n) for n quotes, no Python loop over quotes
+(bench/bench_arbitrage.py measures it against a pandas self-merge of every venue pair).
 """
 
 from __future__ import annotations

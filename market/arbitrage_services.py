@@ -3,7 +3,7 @@ track opportunities in `ArbitrageOpportunity` and tell the `arbitrage` WebSocket
 
 A module of its own rather than more of market/services.py (already over 400 lines, about bars):
 this is the one place that writes arbitrage opportunities and publishes them, and it only needs
-`publish_arbitrage_opportunity` from there.
+`publish_arbitrage_opportunities` from there.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def detection_params() -> DetectionParams:
 def latest_quotes(now: datetime, max_age_seconds: float) -> QuoteColumns:
     """The close of the newest final 1m bar of every active instrument whose base asset is also
     quoted on another active exchange, if that bar ended within `max_age_seconds` of `now`: one query,
-    an index lookup of the bar table per instrument (never a scan).
+    two index lookups of the bar table per instrument (its time, its close; never a scan).
 
     Only final bars: a stored open bar (a collector stopping) has no time at which its close held."""
     since = now - timedelta(seconds=max_age_seconds + BAR_SECONDS)
