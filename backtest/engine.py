@@ -31,6 +31,8 @@ from indicators.series import Bars, FloatArray, IntArray
 BoolArray = NDArray[np.bool_]
 BPS = 1e-4
 SECONDS_PER_YEAR = 365.25 * 86_400
+TRADING_DAYS = 252
+SESSION_SECONDS = 6.5 * 3600
 
 
 class BacktestError(ValueError):
@@ -151,8 +153,13 @@ def _check_inputs(n: int, entries: Any, exits: Any, costs: Costs) -> None:
         raise BacktestError(f"a backtest needs at least 2 bars (signals fill at the next bar's open), got {n}")
     if len(entries) != n or len(exits) != n:
         raise BacktestError(f"signals must have one value per bar ({n}), got {len(entries)} and {len(exits)}")
-    if not costs.initial_cash > 0:
-        raise BacktestError("initial_cash must be positive")
+    check_costs(costs)
+
+
+def check_costs(costs: Costs) -> None:
+    """BacktestError unless the cash is positive and each cost is in [0, 10000) basis points."""
+    if not (costs.initial_cash > 0 and np.isfinite(costs.initial_cash)):
+        raise BacktestError("initial_cash must be a positive number")
     if not (0 <= costs.fee_bps < 10_000 and 0 <= costs.slippage_bps < 10_000):
         raise BacktestError("fee_bps and slippage_bps must be at least 0 and below 10000")
 
@@ -174,9 +181,15 @@ def _equity(
 # --- Metrics -------------------------------------------------------------------------------------
 
 
-def periods_per_year(bar_seconds: int, trading_seconds_per_year: float = SECONDS_PER_YEAR) -> float:
-    """Bars in a year of trading time: 365.25 days of 24 hours around the clock (crypto)."""
-    return trading_seconds_per_year / bar_seconds
+def periods_per_year(bar_seconds: int, *, around_the_clock: bool = True) -> float:
+    """Bars in a year of trading: 365.25 days of 24 hours for markets that never close (crypto);
+    252 trading days of one 6.5-hour regular session for stocks and indices (daily and longer bars:
+    252 days' worth)."""
+    if around_the_clock:
+        return SECONDS_PER_YEAR / bar_seconds
+    if bar_seconds >= 86_400:
+        return TRADING_DAYS * 86_400 / bar_seconds
+    return TRADING_DAYS * SESSION_SECONDS / bar_seconds
 
 
 def compute_metrics(

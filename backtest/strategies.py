@@ -50,6 +50,10 @@ class Strategy:
         self.check(values)
         return values
 
+    def min_bars(self, values: dict[str, Any]) -> int:
+        """Bars needed for one signal after the warm-up and a next bar to fill it."""
+        return self.warmup(values) + 2
+
     def as_json(self) -> dict[str, Any]:
         return {
             "name": self.name,

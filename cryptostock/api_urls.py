@@ -10,4 +10,5 @@ urlpatterns = [
     path("", include("market.api.urls")),
     path("", include("alerts.api.urls")),
     path("", include("indicators.api.urls")),
+    path("", include("backtest.api.urls")),
 ]

@@ -576,6 +576,12 @@ CELERY_BEAT_SCHEDULE["alerts-check-collectors"] = {
     "options": {"expire_seconds": max(1.0, ALERTS_COLLECTOR_CHECK_SECONDS - 5)},
 }
 
+# --- Backtests ---------------------------------------------------------------------------------
+# At most this many bars in one backtest (a longer range fails with a message to narrow it), and
+# the equity curve's points in a result unless `?points=` asks otherwise.
+BACKTEST_MAX_BARS = envint("BACKTEST_MAX_BARS", 2_000_000)
+BACKTEST_EQUITY_POINTS = envint("BACKTEST_EQUITY_POINTS", 1000)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

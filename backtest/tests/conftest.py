@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from indicators.series import Bars
 
@@ -40,3 +41,26 @@ def btc_frame(rows: int | None = None) -> pd.DataFrame:
 
 def btc_bars(rows: int | None = None) -> Bars:
     return Bars.from_frame(btc_frame(rows))
+
+
+@pytest.fixture
+def btc(db):
+    """UNITTEST/BTC on binance with its first 2,000 real 1m bars stored."""
+    from market.models import Exchange, Instrument
+
+    exchange = Exchange.objects.create(code="binance", name="Binance")
+    instrument = Instrument.objects.create(exchange=exchange, symbol="UNITTEST/BTC")
+    store_btc_bars(instrument, 2000)
+    return instrument
+
+
+def store_btc_bars(instrument: Any, rows: int, timeframe: str = "1m") -> None:
+    from market.services import store_bar_frame
+
+    frame = btc_frame(rows).rename(columns={"date": "time"})
+    store_bar_frame(frame, instrument_id=instrument.pk, timeframe=timeframe)
+
+
+@pytest.fixture
+def analyst(make_user):
+    return make_user("analyst")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -214,7 +215,7 @@ def test_changing_bars_from_t_on_changes_nothing_decided_before_t(name):
         assert after.equity[:t].tolist() == before.equity[:t].tolist()
 
 
-def _scrambled(column, t, rng):
+def _scrambled(column: Any, t: int, rng: Any) -> Any:
     changed = column.copy()
     changed[t:] *= rng.uniform(0.8, 1.25, len(column) - t)
     return changed
