@@ -49,6 +49,18 @@ class Costs:
 
 
 @dataclass(frozen=True, slots=True)
+class Calendar:
+    """How long a bar is and whether the market trades around the clock: what annualizes."""
+
+    bar_seconds: int
+    around_the_clock: bool = True
+
+    @property
+    def periods_per_year(self) -> float:
+        return periods_per_year(self.bar_seconds, around_the_clock=self.around_the_clock)
+
+
+@dataclass(frozen=True, slots=True)
 class Trades:
     """One entry per round trip, as columns: times are epoch seconds (the fill bars' open times;
     for a trade closed at the end, the last bar's open time), prices the fill prices."""
@@ -98,15 +110,19 @@ def position_from_signals(entries: BoolArray, exits: BoolArray) -> BoolArray:
     """Long after each bar's close or not: the last signal so far decides, an exit when both fire.
 
     The same as a loop that enters when flat on an entry and exits when long on an exit (long only,
-    an entry while long and an exit while flat change nothing), without the loop.
+    an entry while long and an exit while flat change nothing), without the loop: of the bars with
+    a signal, only those whose signal differs from the previous one change the position, and the
+    position is the running count of those changes, odd while long.
     """
-    events = entries | exits
-    last_event = np.maximum.accumulate(np.where(events, np.arange(len(events)), -1))
-    long_after = entries & ~exits
-    return np.where(last_event >= 0, long_after[np.maximum(last_event, 0)], False)
+    events = np.flatnonzero(entries | exits)
+    wants_long = entries[events] & ~exits[events]
+    flips = events[np.diff(wants_long.astype(np.int8), prepend=np.int8(0)) != 0]
+    toggles = np.zeros(len(entries), dtype=np.int8)
+    toggles[flips] = 1
+    return (np.cumsum(toggles, dtype=np.int32) & 1).astype(bool)
 
 
-def run_backtest(bars: Bars, entries: BoolArray, exits: BoolArray, costs: Costs, periods_per_year: float) -> Result:
+def run_backtest(bars: Bars, entries: BoolArray, exits: BoolArray, costs: Costs, calendar: Calendar) -> Result:
     """Trades, equity and metrics of trading `bars` on the signals, decided at each bar's close."""
     n = len(bars)
     _check_inputs(n, entries, exits, costs)
@@ -144,8 +160,9 @@ def run_backtest(bars: Bars, entries: BoolArray, exits: BoolArray, costs: Costs,
         bars_held=exit_index - entry_index,
         closed_at_end=closed_at_end,
     )
-    equity = _equity(bars.close, held, change, quantity, np.concatenate([[costs.initial_cash], cash_after]))
-    return Result(trades, equity, held, compute_metrics(bars, equity, held, trades, costs, periods_per_year))
+    cash_levels = np.concatenate([[costs.initial_cash], cash_after])
+    equity = _equity(bars.close, held, entry_index, exit_index, quantity, cash_levels)
+    return Result(trades, equity, held, compute_metrics(bars, equity, held, trades, costs, calendar))
 
 
 def _check_inputs(n: int, entries: Any, exits: Any, costs: Costs) -> None:
@@ -165,14 +182,26 @@ def check_costs(costs: Costs) -> None:
 
 
 def _equity(
-    close: FloatArray, held: BoolArray, change: NDArray[np.int8], quantity: FloatArray, cash_levels: FloatArray
+    close: FloatArray,
+    held: BoolArray,
+    entry_index: IntArray,
+    exit_index: IntArray,
+    quantity: FloatArray,
+    cash_levels: FloatArray,
 ) -> FloatArray:
-    """Per bar: the quantity of the current trade at the close while long; otherwise the cash after
-    the trades completed so far (cash_levels[k] after k trades). The last bar after a forced close."""
-    equity = cash_levels[np.cumsum(change == -1)]  # a new array: cash after the trades completed
-    if len(quantity):
-        trade = np.maximum(np.cumsum(change == 1) - 1, 0)  # the latest trade entered, per bar
-        equity = np.where(held, quantity[trade] * close, equity)
+    """Per bar: the quantity of the current trade times the close while long; otherwise the cash after
+    the trades completed so far (cash_levels[k] after k trades). The last bar after a forced close.
+
+    Bars fall into runs, flat and long in turn, each starting at an entry or an exit: one value per
+    run (cash, or the trade's quantity) repeated over it, then multiplied by the close where long.
+    """
+    n = len(close)
+    starts = np.concatenate([[0], np.ravel(np.column_stack([entry_index, exit_index]))])
+    values = np.concatenate([[cash_levels[0]], np.ravel(np.column_stack([quantity, cash_levels[1:]]))])
+    if len(exit_index) and exit_index[-1] == n:  # closed at the end: no flat run after it
+        starts, values = starts[:-1], values[:-1]
+    equity = np.repeat(values, np.diff(np.append(starts, n)))
+    np.multiply(equity, close, out=equity, where=held)
     if held[-1]:
         equity[-1] = cash_levels[-1]
     return equity
@@ -193,13 +222,14 @@ def periods_per_year(bar_seconds: int, *, around_the_clock: bool = True) -> floa
 
 
 def compute_metrics(
-    bars: Bars, equity: FloatArray, held: BoolArray, trades: Trades, costs: Costs, periods_per_year: float
+    bars: Bars, equity: FloatArray, held: BoolArray, trades: Trades, costs: Costs, calendar: Calendar
 ) -> dict[str, Any]:
     """Every metric of docs/backtest.md ("Metrics"), as JSON-ready numbers; None where undefined."""
     n = len(equity)
     returns = equity[1:] / equity[:-1] - 1.0  # per bar from bar 1 (bar 0 is flat: equity = initial cash)
-    bar_seconds = int(np.median(np.diff(bars.time))) if n > 1 else 0
-    span_seconds = int(bars.time[-1] - bars.time[0]) + bar_seconds
+    per_year = calendar.periods_per_year
+    deviation = float(np.std(returns, ddof=1)) if len(returns) > 1 else None
+    span_seconds = int(bars.time[-1] - bars.time[0]) + calendar.bar_seconds
     drawdown, duration = max_drawdown(equity)
     final = float(equity[-1])
     wins, losses = trades.pnl[trades.pnl > 0], trades.pnl[trades.pnl < 0]
@@ -208,12 +238,12 @@ def compute_metrics(
         "final_equity": final,
         "total_return": final / costs.initial_cash - 1.0,
         "cagr": cagr(final / costs.initial_cash, span_seconds),
-        "annual_volatility": _finite(np.std(returns, ddof=1) * np.sqrt(periods_per_year)) if len(returns) > 1 else None,
-        "sharpe": sharpe(returns, periods_per_year),
-        "sortino": sortino(returns, periods_per_year),
+        "annual_volatility": None if deviation is None else _finite(deviation * np.sqrt(per_year)),
+        "sharpe": sharpe(returns, per_year, deviation),
+        "sortino": sortino(returns, per_year),
         "max_drawdown": drawdown,
         "max_drawdown_bars": duration,
-        "max_drawdown_seconds": duration * bar_seconds,
+        "max_drawdown_seconds": duration * calendar.bar_seconds,
         "trades": len(trades),
         "win_rate": len(wins) / len(trades) if len(trades) else None,
         "profit_factor": float(wins.sum() / -losses.sum()) if len(losses) else None,
@@ -223,7 +253,7 @@ def compute_metrics(
         "exposure": float(held.mean()),
         "buy_and_hold_return": float(bars.close[-1] / bars.open[1] - 1.0),
         "bars": n,
-        "periods_per_year": periods_per_year,
+        "periods_per_year": per_year,
     }
 
 
@@ -242,12 +272,13 @@ def cagr(growth: float, span_seconds: int) -> float | None:
         return None
 
 
-def sharpe(returns: FloatArray, periods_per_year: float) -> float | None:
+def sharpe(returns: FloatArray, periods_per_year: float, deviation: float | None = None) -> float | None:
     """Mean over sample standard deviation of the per-bar returns, times sqrt(periods per year);
     risk-free rate 0. None with fewer than 2 returns or no variation."""
     if len(returns) < 2:
         return None
-    deviation = np.std(returns, ddof=1)
+    if deviation is None:
+        deviation = float(np.std(returns, ddof=1))
     if not deviation > 0:
         return None
     return _finite(np.mean(returns) / deviation * np.sqrt(periods_per_year))
@@ -269,12 +300,9 @@ def max_drawdown(equity: FloatArray) -> tuple[float, int]:
     longest time under water in bars: from the bar after a peak until equity is back at it (or the end)."""
     peak = np.maximum.accumulate(equity)
     drawdown = float(np.max(1.0 - equity / peak))
-    under = equity < peak
-    if not under.any():
-        return drawdown, 0
-    edges = np.diff(np.concatenate([[0], under.astype(np.int8), [0]]))
-    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    return drawdown, int((stops - starts).max())
+    # Bars at a peak; the bars between two of them (or after the last one) are under water.
+    at_peak = np.flatnonzero(equity >= peak)
+    return drawdown, int(np.max(np.diff(np.append(at_peak, len(equity))) - 1))
 
 
 def downsample(time: IntArray, values: FloatArray, points: int) -> tuple[IntArray, FloatArray]:

@@ -18,7 +18,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from backtest.engine import BacktestError, Costs, Result, periods_per_year
+from backtest.engine import BacktestError, Calendar, Costs, Result
 from backtest.engine import run_backtest as run_engine
 from backtest.models import Backtest, BacktestResult, Status
 from backtest.strategies import get_strategy
@@ -79,12 +79,11 @@ def simulate(spec: RunSpec) -> tuple[Result, Bars]:
             f"{strategy.name} with these parameters needs at least {needed}"
         )
     entries, exits = strategy.signals(bars, values)
-    per_year = periods_per_year(
-        timeframe_seconds(spec.timeframe),
-        around_the_clock=spec.instrument.asset_class not in SESSION_ASSET_CLASSES,
+    calendar = Calendar(
+        timeframe_seconds(spec.timeframe), around_the_clock=spec.instrument.asset_class not in SESSION_ASSET_CLASSES
     )
     try:
-        return run_engine(bars, entries, exits, spec.costs, per_year), bars
+        return run_engine(bars, entries, exits, spec.costs, calendar), bars
     except BacktestError as error:
         raise BacktestFailed(str(error)) from error
 

@@ -3,6 +3,8 @@ strategies; each user's own only; bad input answered 400 naming the field."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.test import Client
 
@@ -20,7 +22,7 @@ def owner(analyst) -> Client:
     return logged_in(analyst)
 
 
-def sma_body(btc, **extra):
+def sma_body(btc: Any, **extra: Any) -> dict[str, Any]:
     return {
         "instrument": btc.pk,
         "timeframe": "1m",
@@ -32,7 +34,7 @@ def sma_body(btc, **extra):
     }
 
 
-def create(client, body, django_capture_on_commit_callbacks):
+def create(client: Client, body: dict[str, Any], django_capture_on_commit_callbacks: Any) -> Any:
     with django_capture_on_commit_callbacks(execute=True):
         return client.post(BACKTESTS, body, content_type="application/json")
 
@@ -151,7 +153,7 @@ def test_the_list_filters_by_status_instrument_and_strategy(owner, btc, django_c
     create(owner, sma_body(btc), django_capture_on_commit_callbacks)
     owner.post(BACKTESTS, sma_body(btc, strategy="buy_and_hold", parameters={}), content_type="application/json")
 
-    def ids(query):
+    def ids(query: str) -> list[str]:
         response = owner.get(f"{BACKTESTS}?{query}")
         assert response.status_code == 200, response.content
         return [item["strategy"] for item in response.json()["results"]]

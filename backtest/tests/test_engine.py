@@ -10,10 +10,10 @@ import pytest
 
 from backtest.engine import (
     BacktestError,
+    Calendar,
     Costs,
     downsample,
     max_drawdown,
-    periods_per_year,
     position_from_signals,
     run_backtest,
     sharpe,
@@ -23,7 +23,7 @@ from backtest.strategies import STRATEGIES
 from backtest.tests.conftest import btc_bars, make_bars, signals_at
 
 FREE = Costs(initial_cash=1000.0, fee_bps=0.0, slippage_bps=0.0)
-HOURLY = periods_per_year(3600)
+HOURLY = Calendar(3600)
 
 
 def test_a_position_follows_the_last_signal_with_exit_winning_a_tie():
@@ -156,7 +156,7 @@ def test_cagr_and_volatility_come_from_the_equity_curve():
     bars = make_bars(open=opens, close=opens, bar_seconds=int(365.25 * 86_400) // n)
     entries, exits = signals_at(n, entries=[0], exits=[n - 2])
 
-    metrics = run_backtest(bars, entries, exits, FREE, 400.0).metrics
+    metrics = run_backtest(bars, entries, exits, FREE, Calendar(int(365.25 * 86_400) // n)).metrics
 
     assert metrics["total_return"] == pytest.approx(1.0)
     assert metrics["cagr"] == pytest.approx(1.0)
@@ -182,7 +182,7 @@ def test_buy_and_hold_without_costs_earns_the_last_close_over_the_second_open():
     bars = btc_bars(3000)
     strategy = STRATEGIES["buy_and_hold"]
 
-    metrics = run_backtest(bars, *strategy.signals(bars, {}), FREE, periods_per_year(60)).metrics
+    metrics = run_backtest(bars, *strategy.signals(bars, {}), FREE, Calendar(60)).metrics
 
     assert metrics["total_return"] == pytest.approx(bars.close[-1] / bars.open[1] - 1, rel=1e-12)
     assert metrics["buy_and_hold_return"] == pytest.approx(metrics["total_return"], rel=1e-12)
@@ -195,14 +195,14 @@ def test_changing_bars_from_t_on_changes_nothing_decided_before_t(name):
     strategy = STRATEGIES[name]
     params = strategy.resolve({})
     costs = Costs(initial_cash=1000.0, fee_bps=10.0, slippage_bps=5.0)
-    before = run_backtest(bars, *strategy.signals(bars, params), costs, periods_per_year(60))
+    before = run_backtest(bars, *strategy.signals(bars, params), costs, Calendar(60))
     rng = np.random.default_rng(7)
 
     for t in (500, 1500, 2500):
         future = bars.__class__(
             bars.time, *(_scrambled(getattr(bars, c), t, rng) for c in ("open", "high", "low", "close", "volume"))
         )
-        after = run_backtest(future, *strategy.signals(future, params), costs, periods_per_year(60))
+        after = run_backtest(future, *strategy.signals(future, params), costs, Calendar(60))
 
         done = before.trades.exit_index < t
         assert done.sum() > 0
@@ -225,7 +225,7 @@ def test_every_strategy_trades_real_bars_and_its_books_balance():
     bars = btc_bars()
     costs = Costs(initial_cash=10_000.0, fee_bps=10.0, slippage_bps=5.0)
     for name, strategy in STRATEGIES.items():
-        result = run_backtest(bars, *strategy.signals(bars, strategy.resolve({})), costs, periods_per_year(60))
+        result = run_backtest(bars, *strategy.signals(bars, strategy.resolve({})), costs, Calendar(60))
         metrics = result.metrics
 
         assert metrics["trades"] > 0, name

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
 
 from backtest import services
-from backtest.engine import Costs, periods_per_year, run_backtest
+from backtest.engine import Calendar, Costs, periods_per_year, run_backtest
 from backtest.models import Backtest, BacktestResult, Status
 from backtest.strategies import STRATEGIES
 from backtest.tasks import run_backtest_task
@@ -17,7 +18,7 @@ from backtest.tests.conftest import btc_bars, store_btc_bars
 pytestmark = pytest.mark.django_db
 
 
-def spec(instrument, **changes):
+def spec(instrument: Any, **changes: Any) -> services.RunSpec:
     values = {
         "instrument": instrument,
         "timeframe": "1m",
@@ -39,12 +40,18 @@ def test_a_stored_backtest_gets_the_engines_numbers_on_the_same_bars(btc, analys
     backtest.refresh_from_db()
     bars = btc_bars(2000)
     strategy = STRATEGIES["rsi_reversion"]
-    expected = run_backtest(bars, *strategy.signals(bars, strategy.resolve({})), Costs(10_000.0, 10.0, 5.0), 525_960.0)
+    expected = run_backtest(
+        bars, *strategy.signals(bars, strategy.resolve({})), Costs(10_000.0, 10.0, 5.0), Calendar(60)
+    )
     assert backtest.metrics == expected.metrics
     assert backtest.parameters == {"period": 14, "lower": 30.0, "upper": 70.0}
     assert backtest.bars_used == 2000
+    assert backtest.first_bar_time is not None
+    assert backtest.last_bar_time is not None
     assert backtest.first_bar_time.timestamp() == bars.time[0]
     assert backtest.last_bar_time.timestamp() == bars.time[-1]
+    assert backtest.started_at is not None
+    assert backtest.finished_at is not None
     assert backtest.started_at <= backtest.finished_at
     stored = BacktestResult.objects.get(pk=backtest.pk)
     assert stored.trades == expected.trades.as_records()
@@ -135,7 +142,9 @@ def test_the_command_prints_the_metrics_table_without_storing(btc):
 
     bars = btc_bars(2000)
     strategy = STRATEGIES["sma_cross"]
-    expected = run_backtest(bars, *strategy.signals(bars, strategy.resolve({})), Costs(10_000.0, 10.0, 5.0), 525_960.0)
+    expected = run_backtest(
+        bars, *strategy.signals(bars, strategy.resolve({})), Costs(10_000.0, 10.0, 5.0), Calendar(60)
+    )
     lines = out.getvalue().splitlines()
     assert f"Total return                  {expected.metrics['total_return']:.2%}" in lines
     assert f"Trades                        {expected.metrics['trades']:,}" in lines
