@@ -127,7 +127,9 @@ def create_backtest(owner_id: int, spec: RunSpec, *, queue: bool = True) -> Back
             slippage_bps=spec.costs.slippage_bps,
         )
         if queue:
-            transaction.on_commit(lambda: run_backtest_task.delay(backtest.pk))
+            # robust: with eager Celery (the embedded setup) an unexpected error in the run is logged
+            # and leaves the backtest failed; it must not turn the create request into a 500.
+            transaction.on_commit(lambda: run_backtest_task.delay(backtest.pk), robust=True)
     return backtest
 
 

@@ -139,6 +139,11 @@ class ResultQuerySerializer(serializers.Serializer[Any]):
         help_text="Equity points, evenly spaced, first and last kept (default BACKTEST_EQUITY_POINTS); 0: every bar",
     )
 
+    def validate_points(self, value: int) -> int:
+        if value == 1:
+            raise serializers.ValidationError("0 (every bar) or at least 2: the first and the last bar")
+        return value
+
 
 # A serializer for the schema only (results are rendered from stored records); inline because one
 # field is called `return`, which a class body cannot declare.

@@ -105,16 +105,16 @@ class BacktestViewSet(
     @action(detail=True, methods=["get"])
     def result(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Metrics, every trade and the equity curve (`?points=0` for one point per bar)."""
+        backtest = self.get_object()
         query = ResultQuerySerializer(data=request.query_params.dict())
         query.is_valid(raise_exception=True)
-        backtest = self.get_object()
         if backtest.status != Status.DONE:
             raise ResultNotReady(_not_ready_message(backtest))
         stored = BacktestResult.objects.get(pk=backtest.pk)
         time, equity = stored.equity_curve()
         points = query.validated_data.get("points", settings.BACKTEST_EQUITY_POINTS)
         if points:
-            time, equity = downsample(time, equity, max(points, 2))
+            time, equity = downsample(time, equity, points)
         curve = {"time": time.tolist(), "equity": equity.tolist(), "points": len(equity), "bars": backtest.bars_used}
         return Response({"id": backtest.pk, "metrics": backtest.metrics, "trades": stored.trades, "equity": curve})
 

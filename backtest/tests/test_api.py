@@ -193,3 +193,30 @@ def test_the_strategies_are_listed_with_their_parameters(owner):
 def test_a_viewer_may_not_backtest(viewer_client, btc):
     assert viewer_client.get(BACKTESTS).status_code == 403
     assert viewer_client.post(BACKTESTS, sma_body(btc), content_type="application/json").status_code == 403
+
+
+def test_an_equity_curve_of_one_point_is_refused(owner, btc, django_capture_on_commit_callbacks):
+    created = create(owner, sma_body(btc), django_capture_on_commit_callbacks).json()
+
+    response = owner.get(f"{created['result_url']}?points=1")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"].keys() == {"points"}
+
+
+def test_an_unexpected_error_in_a_run_fails_the_backtest_not_the_request(
+    owner, btc, monkeypatch, django_capture_on_commit_callbacks
+):
+    from backtest import services
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(services, "run_engine", broken)
+
+    response = create(owner, sma_body(btc), django_capture_on_commit_callbacks)
+
+    assert response.status_code == 201
+    status = owner.get(response.json()["url"]).json()
+    assert status["status"] == "failed"
+    assert status["error"] == "an unexpected error stopped the backtest; it is logged on the server"
