@@ -17,6 +17,7 @@ def test_a_superuser_sees_backtests_with_their_return_and_trades(btc, analyst):
     backtest = services.create_backtest(analyst.pk, spec, queue=False)
     services.run_backtest(backtest.pk)
     backtest.refresh_from_db()
+    assert backtest.metrics is not None
     admin = logged_in(get_user_model().objects.create_superuser("root"))
 
     listing = admin.get("/admin/backtest/backtest/?status__exact=done")
