@@ -16,6 +16,7 @@ from backtest.engine import Costs
 from backtest.models import Backtest, Status
 from backtest.strategies import STRATEGIES, get_strategy
 from indicators.catalogue import ParamError
+from market.api.serializers import MAX_ID
 from market.models import Instrument
 
 MAX_COST_BPS = 1000  # 10% per side: beyond any real venue; the engine itself accepts up to 10000
@@ -127,7 +128,7 @@ class BacktestSerializer(serializers.ModelSerializer[Backtest]):
 
 class BacktestListQuerySerializer(serializers.Serializer[Any]):
     status = serializers.ChoiceField(choices=Status.choices, required=False)
-    instrument = serializers.IntegerField(min_value=1, max_value=2**63 - 1, required=False)
+    instrument = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
     strategy = serializers.ChoiceField(choices=list(STRATEGIES), required=False)
 
 
