@@ -158,7 +158,7 @@ class NotificationSerializer(serializers.ModelSerializer[Notification]):
 
 
 class NotificationIdsSerializer(serializers.Serializer[Any]):
-    ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False)
+    ids = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False)
 
 
 # --- Query filters of the lists: a bad value is a 400 that names it, not a filter quietly dropped ---
