@@ -26,7 +26,7 @@ from backtest.strategies import get_strategy
 from indicators.catalogue import ParamError
 from indicators.series import Bars
 from market.models import Bar, Instrument
-from market.queries import BAR_FIELDS, _bar_rows
+from market.queries import BAR_FIELDS, read_series_rows
 from market.rollup import SESSION_ASSET_CLASSES
 from market.timeframes import timeframe_seconds
 
@@ -54,7 +54,7 @@ class RunSpec:
 def load_bars(instrument_id: int, timeframe: str, start: datetime | None, end: datetime | None, limit: int) -> Bars:
     """Final bars of one series in [start, end), oldest first, at most `limit`, through the bars API's
     read path (`market.queries`: epoch seconds from the database, binary rows on PostgreSQL)."""
-    rows = _bar_rows(instrument_id, timeframe, start, end, limit, descending=False)
+    rows = read_series_rows(instrument_id, timeframe, start, end, limit, descending=False)
 
     def column(index: int, dtype: type) -> Any:
         # One pass over the rows per column, straight into a typed array: a third of the time of

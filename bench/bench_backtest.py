@@ -13,7 +13,7 @@ from the proceeds (x (1 - fee)); slippage moves each fill price against the trad
 
 Service: the million bars stored in the scratch database, then `backtest.services.simulate` (the
 read path of the bars API, final bars as numpy columns, the strategy's signals, the engine) against
-the bare read of the same rows (`market.queries._bar_rows`, what the bars endpoint runs).
+the bare read of the same rows (`market.queries.read_series_rows`, what the bars endpoint runs).
 
 Wall-clock times, best of a few runs in turns; the machine may be shared, so compare within a run.
 `python -m bench.run backtest`.
@@ -106,7 +106,7 @@ def service() -> Iterator[dict[str, Any]]:
     from backtest import services
     from backtest.engine import Costs
     from market.models import Exchange, Instrument
-    from market.queries import _bar_rows
+    from market.queries import read_series_rows
     from market.services import store_bar_frame
 
     bars = million_bars()
@@ -134,7 +134,7 @@ def service() -> Iterator[dict[str, Any]]:
     assert len(loaded) == BARS, len(loaded)
     seconds = best_seconds(
         {
-            "load": lambda: _bar_rows(instrument.pk, "1m", spec.start, None, BARS + 1, descending=False),
+            "load": lambda: read_series_rows(instrument.pk, "1m", spec.start, None, BARS + 1, descending=False),
             "service": lambda: services.simulate(spec),
         },
         rounds=3,
