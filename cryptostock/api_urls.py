@@ -11,4 +11,5 @@ urlpatterns = [
     path("", include("alerts.api.urls")),
     path("", include("indicators.api.urls")),
     path("", include("backtest.api.urls")),
+    path("", include("exports.api.urls")),
 ]

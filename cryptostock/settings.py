@@ -581,6 +581,17 @@ CELERY_BEAT_SCHEDULE["alerts-check-collectors"] = {
 # the equity curve's points in a result unless `?points=` asks otherwise.
 BACKTEST_MAX_BARS = envint("BACKTEST_MAX_BARS", 2_000_000)
 BACKTEST_EQUITY_POINTS = envint("BACKTEST_EQUITY_POINTS", 1000)
+# --- Exports (docs/exports.md) -----------------------------------------------------------------
+# Background export files, one per export, deleted with it EXPORT_TTL_HOURS after it finished.
+EXPORT_DIR = Path(os.environ.get("EXPORT_DIR") or VAR_DIR / "exports")
+EXPORT_TTL_HOURS = envint("EXPORT_TTL_HOURS", 24)
+# Bars one streamed export (GET /api/v1/exports/bars/) may hold; bigger ranges go to a background export.
+EXPORT_MAX_ROWS = envint("EXPORT_MAX_ROWS", 1_000_000)
+CELERY_BEAT_SCHEDULE["exports-delete-expired"] = {
+    "task": "exports.tasks.delete_expired_exports_task",
+    "schedule": crontab(minute="23"),
+    "options": {"expire_seconds": 3000},
+}
 
 LOGGING = {
     "version": 1,

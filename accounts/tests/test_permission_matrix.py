@@ -179,6 +179,15 @@ def _backtest(world: World) -> int:
     )
     BacktestResult.objects.create(backtest=backtest, trades=[], equity_time=b"", equity_value=b"")
     return backtest.pk
+def _export(world: World) -> int:
+    """A done export (its file written), so that its download answers 200."""
+    from django.utils import timezone
+
+    from exports.services import create_export, run_export
+
+    export = create_export(world.owner, world.instrument, "1m", None, None, "csv", now=timezone.now())
+    run_export(export.pk)
+    return export.pk
 
 
 OBJECTS: dict[str, Callable[[World], Any]] = {
@@ -191,6 +200,7 @@ OBJECTS: dict[str, Callable[[World], Any]] = {
     "notification": _notification,
     "watched": _watched,
     "backtest": _backtest,
+    "export": _export,
 }
 
 
@@ -243,6 +253,7 @@ BODIES: dict[str, Callable[[World], dict[str, Any]]] = {
     "POST /api/v1/watchlist/": lambda world: {"instrument": world.instrument.pk},
     "POST /api/v1/watchlist/reorder/": lambda world: {"instruments": []},
     "POST /api/v1/backtests/": _backtest_body,
+    "POST /api/v1/exports/": lambda world: {"instrument": world.instrument.pk, "format": "parquet"},
 }
 
 
