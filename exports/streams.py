@@ -105,16 +105,16 @@ def copy_csv(instrument_id: int, timeframe: str, start: datetime | None, end: da
     them, passed on in pieces of about CSV_PIECE_BYTES."""
     yield CSV_HEADER
     with _copy_out(_CSV_SELECT, "(FORMAT CSV)", instrument_id, timeframe, start, end) as copy:
-        pieces: list[bytes] = []
-        size = 0
+        # PostgreSQL sends a message per row: copied into one growing buffer (keeping each message's
+        # object alive in a list to join later cost a microsecond per row more, most of our CPU).
+        buffer = bytearray()
         for data in copy:
-            pieces.append(data)
-            size += len(data)
-            if size >= CSV_PIECE_BYTES:
-                yield b"".join(pieces)
-                pieces, size = [], 0
-        if pieces:
-            yield b"".join(pieces)
+            buffer += data
+            if len(buffer) >= CSV_PIECE_BYTES:
+                yield bytes(buffer)
+                buffer.clear()
+        if buffer:
+            yield bytes(buffer)
 
 
 def copy_bar_chunks(

@@ -172,26 +172,26 @@ def json_lines_chunks(chunks: Iterable[BarChunk]) -> Iterator[bytes]:
 
 
 def json_lines_body(chunk: BarChunk) -> bytes:
-    rows = zip(
-        iso_times(chunk.time),
-        chunk.open.tolist(),
-        chunk.high.tolist(),
-        chunk.low.tolist(),
-        chunk.close.tolist(),
-        chunk.volume.tolist(),
-        _optional_counts(chunk.trades),
-        _optional_floats(chunk.vwap),
-        chunk.final.tolist(),
-        strict=True,
-    )
-    dumps = orjson.dumps
-    return b"".join(
-        dumps(
-            {"time": t, "open": o, "high": h, "low": lo, "close": c, "volume": v, "trades": n, "vwap": w, "final": f},
-            option=orjson.OPT_APPEND_NEWLINE,
+    objects = [
+        {"time": t, "open": o, "high": h, "low": lo, "close": c, "volume": v, "trades": n, "vwap": w, "final": f}
+        for t, o, h, lo, c, v, n, w, f in zip(
+            iso_times(chunk.time),
+            chunk.open.tolist(),
+            chunk.high.tolist(),
+            chunk.low.tolist(),
+            chunk.close.tolist(),
+            chunk.volume.tolist(),
+            _optional_counts(chunk.trades),
+            _optional_floats(chunk.vwap),
+            chunk.final.tolist(),
+            strict=True,
         )
-        for t, o, h, lo, c, v, n, w, f in rows
-    )
+    ]
+    # One orjson call for the chunk, its array then cut into lines: `},{` occurs only between two
+    # objects, since no value is an object and the only strings are times. (An orjson call per row
+    # was slower, and each result kept a 4 KB buffer: 200 MB for a chunk of 50,000 bars.)
+    array = orjson.dumps(objects)
+    return array[1:-1].replace(b"},{", b"}\n{") + b"\n"
 
 
 # --- Parquet -------------------------------------------------------------------------------------

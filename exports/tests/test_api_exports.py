@@ -3,7 +3,9 @@ exports through their whole life (queued, written, downloaded, deleted, expired)
 
 from __future__ import annotations
 
+import asyncio
 import io
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,6 +15,7 @@ from django.utils import timezone
 
 from accounts.tests.clients import logged_in
 from exports import services
+from exports.api.views import StreamingExportResponse
 from exports.models import Export, ExportStatus
 from exports.tasks import delete_expired_exports_task, run_export_task
 from exports.tests.conftest import stored_bars
@@ -297,3 +300,24 @@ def test_a_bad_export_request_is_refused_naming_the_field(client, series, body, 
     if message:
         assert response.json()["error"]["fields"][field] == [message]
     assert not Export.objects.exists()
+
+
+# --- Under ASGI ------------------------------------------------------------------------------------
+
+
+def test_under_asgi_a_streamed_body_is_made_piece_by_piece_while_it_is_sent():
+    made: list[int] = []
+
+    def pieces() -> Iterator[bytes]:
+        for number in range(5):
+            made.append(number)
+            yield b"piece %d\n" % number
+
+    async def first_two(response: Any) -> list[bytes]:
+        body = aiter(response)
+        return [await anext(body), await anext(body)]
+
+    sent = asyncio.run(first_two(StreamingExportResponse(pieces(), content_type="text/csv")))
+
+    assert sent == [b"piece 0\n", b"piece 1\n"]
+    assert made == [0, 1]  # Django's own StreamingHttpResponse would have made all five first

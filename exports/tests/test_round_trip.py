@@ -140,3 +140,18 @@ def test_postgresql_binary_copy_reads_the_same_columns_as_the_keyset_pages(make_
 def test_an_unknown_format_is_refused():
     with pytest.raises(ValueError, match="unknown export format"):
         export_bytes("xlsx", 1, "1m", None, None)
+
+
+@on_postgresql
+@pytest.mark.parametrize("copy", ["csv", "binary"])
+def test_a_copy_abandoned_halfway_leaves_the_connection_usable(make_series, copy):
+    instrument = make_series()
+    if copy == "csv":
+        pieces: Any = copy_csv(instrument.pk, "1m", None, None)
+    else:
+        pieces = copy_bar_chunks(instrument.pk, "1m", None, None, chunk_rows=1000)
+
+    next(pieces), next(pieces)
+    pieces.close()  # the client went away in the middle of the COPY
+
+    assert count_bars(instrument.pk, "1m", None, None, at_most=100_000) == 13681
