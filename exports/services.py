@@ -144,12 +144,17 @@ def delete_export(export: Export) -> None:
 
 
 def delete_expired_exports(now: datetime) -> int:
-    """Delete every export whose time is up, with its file; how many."""
+    """Delete every export whose time is up, with its file; how many. Also partial files older than
+    the time to live: what a worker killed while writing (no chance to clean up) left behind."""
     deleted = 0
     for export in Export.objects.expired(now).only("pk", "file"):
         with transaction.atomic():
             delete_export(export)
         deleted += 1
+    oldest = (now - _ttl()).timestamp()
+    for partial in export_dir().glob(".*.partial"):
+        if partial.stat().st_mtime < oldest:
+            partial.unlink(missing_ok=True)
     return deleted
 
 

@@ -16,6 +16,7 @@ Never all rows at once. Two ways to read, by backend:
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -165,34 +166,22 @@ def _records_to_chunk(buffer: bytearray, rows: int) -> BarChunk:
     return chunk
 
 
-class _copy_out:
-    """`COPY (SELECT columns FROM the series [start, end) ORDER BY time) TO STDOUT options`."""
-
-    def __init__(
-        self,
-        columns: str,
-        options: str,
-        instrument_id: int,
-        timeframe: str,
-        start: datetime | None,
-        end: datetime | None,
-    ) -> None:
-        where, params = _range_condition(instrument_id, timeframe, start, end)
-        self.sql = (
-            f'COPY (SELECT {columns} FROM {Bar._meta.db_table} WHERE {where} ORDER BY "time") TO STDOUT {options}'
-        )
-        self.params = params
-
-    def __enter__(self) -> Any:
-        self.cursor = _connection().cursor()
-        self.copy = self.cursor.copy(self.sql, self.params)
-        return self.copy.__enter__()
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            self.copy.__exit__(*exc)
-        finally:
-            self.cursor.close()
+@contextmanager
+def _copy_out(
+    columns: str,
+    options: str,
+    instrument_id: int,
+    timeframe: str,
+    start: datetime | None,
+    end: datetime | None,
+) -> Iterator[Any]:
+    """psycopg's Copy of `COPY (SELECT columns FROM the series [start, end) ORDER BY time) TO STDOUT
+    options`. Left before the end (the client went away), psycopg cancels the COPY, so the connection
+    is usable again (test_round_trip checks it)."""
+    where, params = _range_condition(instrument_id, timeframe, start, end)
+    sql = f'COPY (SELECT {columns} FROM {Bar._meta.db_table} WHERE {where} ORDER BY "time") TO STDOUT {options}'
+    with _connection().cursor() as cursor, cursor.copy(sql, params) as copy:
+        yield copy
 
 
 # --- Other backends: keyset pages ------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -269,6 +270,21 @@ def test_expired_exports_are_deleted_with_their_files_and_the_others_kept(
     assert timezone.now() + timedelta(hours=1) < Export.objects.get().expires_at <= timezone.now() + timedelta(hours=2)
 
 
+def test_partial_files_left_by_a_killed_worker_are_deleted_once_older_than_the_time_to_live(db, export_dir, settings):
+    settings.EXPORT_TTL_HOURS = 1
+    export_dir.mkdir(parents=True)
+    stale, fresh, done = export_dir / ".7.csv.123.partial", export_dir / ".8.csv.123.partial", export_dir / "9.csv"
+    for path in (stale, fresh, done):
+        path.write_bytes(b"time,open\n")
+    two_hours_ago = (timezone.now() - timedelta(hours=2)).timestamp()
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    os.utime(done, (two_hours_ago, two_hours_ago))
+
+    services.delete_expired_exports(timezone.now())
+
+    assert sorted(path.name for path in export_dir.iterdir()) == [".8.csv.123.partial", "9.csv"]
+
+
 def test_users_see_only_their_own_exports(client, make_user, series, export_dir):
     other = make_user("analyst")
     theirs = services.create_export(other, series, "1m", None, None, "csv", now=timezone.now())
@@ -321,3 +337,31 @@ def test_under_asgi_a_streamed_body_is_made_piece_by_piece_while_it_is_sent():
 
     assert sent == [b"piece 0\n", b"piece 1\n"]
     assert made == [0, 1]  # Django's own StreamingHttpResponse would have made all five first
+
+
+# --- Admin and schedule ----------------------------------------------------------------------------
+
+
+def test_the_admin_lists_exports_filtered_by_status_and_found_by_symbol(make_user, analyst, series):
+    done = services.create_export(analyst, series, "1m", None, None, "csv", now=timezone.now())
+    run_export_task(done.pk)
+    pending = services.create_export(analyst, series, "5m", None, None, "json", now=timezone.now())
+    admin = make_user(username="root")
+    admin.is_staff = admin.is_superuser = True
+    admin.save()
+
+    page = logged_in(admin).get("/admin/exports/export/", {"status__exact": "done", "q": "UNITTEST"})
+
+    assert page.status_code == 200
+    shown = [export.pk for export in page.context["cl"].result_list]
+    assert shown == [done.pk] != [pending.pk]
+
+
+def test_beat_deletes_expired_exports_with_a_registered_task(settings):
+    from cryptostock.celery import app
+
+    entry = settings.CELERY_BEAT_SCHEDULE["exports-delete-expired"]
+
+    app.loader.import_default_modules()
+    assert entry["task"] == "exports.tasks.delete_expired_exports_task"
+    assert entry["task"] in app.tasks

@@ -142,7 +142,9 @@ def test_an_unknown_format_is_refused():
         export_bytes("xlsx", 1, "1m", None, None)
 
 
+# Autocommit, as in a request: a COPY cancelled inside a transaction would abort the transaction.
 @on_postgresql
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("copy", ["csv", "binary"])
 def test_a_copy_abandoned_halfway_leaves_the_connection_usable(make_series, copy):
     instrument = make_series()
