@@ -103,7 +103,7 @@ def run_export(export_id: int) -> Export | None:
     claimed = Export.objects.filter(pk=export_id, status=ExportStatus.PENDING).update(
         status=ExportStatus.RUNNING, started_at=timezone.now()
     )
-    export = Export.objects.filter(pk=export_id).select_related("instrument").first()
+    export = Export.objects.filter(pk=export_id).first()
     if export is None or not claimed:
         return export
     name = f"{export.pk}.{EXTENSIONS[export.format]}"
