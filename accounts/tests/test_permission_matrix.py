@@ -179,6 +179,8 @@ def _backtest(world: World) -> int:
     )
     BacktestResult.objects.create(backtest=backtest, trades=[], equity_time=b"", equity_value=b"")
     return backtest.pk
+
+
 def _export(world: World) -> int:
     """A done export (its file written), so that its download answers 200."""
     from django.utils import timezone
