@@ -409,6 +409,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Backtests and exports share their `status` choices (pending, running, done, failed), which
+    # alert deliveries' `status` does not: a name of their own, not a numbered one.
+    "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "backtest.models.Status"},
 }
 
 # --- Rate limits (django-ratelimit; counters in the default cache, which is Redis in production) ---
