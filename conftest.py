@@ -43,6 +43,12 @@ def _static_files_without_manifest(settings):
     }
 
 
+@pytest.fixture(autouse=True)
+def _export_files_in_a_temporary_directory(settings, tmp_path_factory):
+    """Export files (exports app) go to a directory of the test's own, never into the checkout's var/."""
+    settings.EXPORT_DIR = tmp_path_factory.mktemp("exports")
+
+
 @pytest.fixture
 def make_user(db) -> Callable[..., AbstractUser]:
     """make_user("analyst") -> a new active user with that role (no password: log in with force_login)."""

@@ -10,4 +10,6 @@ urlpatterns = [
     path("", include("market.api.urls")),
     path("", include("alerts.api.urls")),
     path("", include("indicators.api.urls")),
+    path("", include("backtest.api.urls")),
+    path("", include("exports.api.urls")),
 ]

@@ -409,6 +409,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Backtests and exports share their `status` choices (pending, running, done, failed), which
+    # alert deliveries' `status` does not: a name of their own, not a numbered one.
+    "ENUM_NAME_OVERRIDES": {"JobStatusEnum": "backtest.models.Status"},
 }
 
 # --- Rate limits (django-ratelimit; counters in the default cache, which is Redis in production) ---
@@ -574,6 +577,23 @@ CELERY_BEAT_SCHEDULE["alerts-check-collectors"] = {
     "task": "alerts.tasks.check_collectors_task",
     "schedule": ALERTS_COLLECTOR_CHECK_SECONDS,
     "options": {"expire_seconds": max(1.0, ALERTS_COLLECTOR_CHECK_SECONDS - 5)},
+}
+
+# --- Backtests ---------------------------------------------------------------------------------
+# At most this many bars in one backtest (a longer range fails with a message to narrow it), and
+# the equity curve's points in a result unless `?points=` asks otherwise.
+BACKTEST_MAX_BARS = envint("BACKTEST_MAX_BARS", 2_000_000)
+BACKTEST_EQUITY_POINTS = envint("BACKTEST_EQUITY_POINTS", 1000)
+# --- Exports (docs/exports.md) -----------------------------------------------------------------
+# Background export files, one per export, deleted with it EXPORT_TTL_HOURS after it finished.
+EXPORT_DIR = Path(os.environ.get("EXPORT_DIR") or VAR_DIR / "exports")
+EXPORT_TTL_HOURS = envint("EXPORT_TTL_HOURS", 24)
+# Bars one streamed export (GET /api/v1/exports/bars/) may hold; bigger ranges go to a background export.
+EXPORT_MAX_ROWS = envint("EXPORT_MAX_ROWS", 1_000_000)
+CELERY_BEAT_SCHEDULE["exports-delete-expired"] = {
+    "task": "exports.tasks.delete_expired_exports_task",
+    "schedule": crontab(minute="23"),
+    "options": {"expire_seconds": 3000},
 }
 
 # --- Arbitrage detection (docs/arbitrage.md) -----------------------------------------------------

@@ -34,7 +34,7 @@ OPTIONAL_COLUMNS = ("trades", "vwap")
 VALUE_COLUMNS = (*OHLCV_COLUMNS, *OPTIONAL_COLUMNS)
 # Accepted names for the bar's open time, matched case-insensitively after stripping spaces.
 TIME_COLUMN_NAMES = ("time", "date", "timestamp", "datetime", "open_time")
-FORMATS = ("csv", "parquet", "feather", "json")
+FORMATS = ("csv", "parquet", "feather", "json", "jsonl")
 
 _EXTENSION_FORMATS = {
     ".csv": "csv",
@@ -43,9 +43,11 @@ _EXTENSION_FORMATS = {
     ".feather": "feather",
     ".arrow": "feather",
     ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
 }
 # Formats whose readers decompress a trailing `.gz` themselves (Parquet and Feather compress inside).
-_GZIP_FORMATS = ("csv", "json")
+_GZIP_FORMATS = ("csv", "json", "jsonl")
 
 # Epoch numbers are told apart by magnitude: below 1e11 they are seconds (1e11 s is the year 5138,
 # while 1e11 ms is only March 1973), and each further factor of 1000 is the next finer unit.
@@ -113,7 +115,7 @@ def detect_format(path: Path) -> str:
     extension = suffixes[-2] if compressed and len(suffixes) > 1 else (suffixes[-1] if suffixes else "")
     fmt = _EXTENSION_FORMATS.get(extension)
     if fmt is None or (compressed and fmt not in _GZIP_FORMATS):
-        known = ", ".join(sorted(_EXTENSION_FORMATS)) + " (and .csv.gz, .json.gz)"
+        known = ", ".join(sorted(_EXTENSION_FORMATS)) + " (and .csv.gz, .json.gz, .jsonl.gz)"
         raise BarFileError(f"{path}: cannot tell the format from the extension; expected {known}, or pass a format")
     return fmt
 
@@ -179,11 +181,20 @@ def _read_freqtrade_json(path: Path) -> tuple[pd.DataFrame, str]:
     return pd.DataFrame(rows, columns=["time", *OHLCV_COLUMNS], dtype=object), "row index"
 
 
+def _read_json_lines(path: Path) -> tuple[pd.DataFrame, str]:
+    """JSON Lines: one object per line, keyed by column name (what `manage.py export_bars` writes).
+    `precise_float`: pandas' default JSON float parser may miss the last digit. `dtype=False`: values
+    are left as read (no type or date guessing) for `normalize_bars` to parse like any other file's."""
+    frame = pd.read_json(path, lines=True, dtype=False, precise_float=True)
+    return frame, "row index"
+
+
 _READERS: dict[str, Callable[[Path], tuple[pd.DataFrame, str]]] = {
     "csv": _read_csv,
     "parquet": _read_parquet,
     "feather": _read_feather,
     "json": _read_freqtrade_json,
+    "jsonl": _read_json_lines,
 }
 
 

@@ -50,7 +50,7 @@ def bars_payload(
     chart wants when it opens.
     """
     take_newest = newest_first or start is None
-    rows = _bar_rows(instrument_id, timeframe, start, end, limit, descending=take_newest)
+    rows = read_series_rows(instrument_id, timeframe, start, end, limit, descending=take_newest)
     if take_newest and not newest_first:
         rows.reverse()
     # A dict display per row, not dict(zip(BAR_FIELDS, row)): half the time for 1,000 rows
@@ -67,7 +67,7 @@ def bars_payload(
 _EPOCH_SQL = {"postgresql": 'CAST(EXTRACT(EPOCH FROM "time") AS bigint)', "sqlite": 'unixepoch("time")'}
 
 
-def _bar_rows(
+def read_series_rows(
     instrument_id: int,
     timeframe: str,
     start: datetime | None,

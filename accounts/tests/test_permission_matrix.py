@@ -170,6 +170,28 @@ def _watched(world: World) -> int:
     return world.instrument.pk
 
 
+def _backtest(world: World) -> int:
+    """A finished backtest with its (tiny) result, so that the result endpoint answers 200."""
+    from backtest.models import Backtest, BacktestResult
+
+    backtest = Backtest.objects.create(
+        owner=world.owner, instrument=world.instrument, timeframe="1m", strategy="buy_and_hold", status="done"
+    )
+    BacktestResult.objects.create(backtest=backtest, trades=[], equity_time=b"", equity_value=b"")
+    return backtest.pk
+
+
+def _export(world: World) -> int:
+    """A done export (its file written), so that its download answers 200."""
+    from django.utils import timezone
+
+    from exports.services import create_export, run_export
+
+    export = create_export(world.owner, world.instrument, "1m", None, None, "csv", now=timezone.now())
+    run_export(export.pk)
+    return export.pk
+
+
 def _opportunity(world: World) -> int:
     from market.models import ArbitrageOpportunity
 
@@ -200,6 +222,8 @@ OBJECTS: dict[str, Callable[[World], Any]] = {
     "firing": lambda world: _alert_firing(world).pk,
     "notification": _notification,
     "watched": _watched,
+    "backtest": _backtest,
+    "export": _export,
 }
 
 
@@ -217,6 +241,20 @@ def _instrument_body(world: World) -> dict[str, Any]:
 
 def _rule_body(world: World) -> dict[str, Any]:
     return {"instrument": world.instrument.pk, "condition": "greater_than", "level": 2.5}
+
+
+def _backtest_body(world: World) -> dict[str, Any]:
+    """Two bars: what buy-and-hold needs (a signal and a next bar to fill it), checked at create time."""
+    from market.barstore import BarRow
+    from market.services import store_bars
+
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    bars = [
+        BarRow(world.instrument.pk, "1h", start.replace(hour=h), 1.0, 1.0, 1.0, 1.0, 1.0, None, None, True)
+        for h in (0, 1)
+    ]
+    store_bars(bars, publish=False)
+    return {"instrument": world.instrument.pk, "timeframe": "1h", "strategy": "buy_and_hold"}
 
 
 BODIES: dict[str, Callable[[World], dict[str, Any]]] = {
@@ -237,6 +275,8 @@ BODIES: dict[str, Callable[[World], dict[str, Any]]] = {
     "POST /api/v1/alerts/notifications/read-all/": lambda world: {},
     "POST /api/v1/watchlist/": lambda world: {"instrument": world.instrument.pk},
     "POST /api/v1/watchlist/reorder/": lambda world: {"instruments": []},
+    "POST /api/v1/backtests/": _backtest_body,
+    "POST /api/v1/exports/": lambda world: {"instrument": world.instrument.pk, "format": "parquet"},
 }
 
 

@@ -8,6 +8,7 @@ from rest_framework import serializers
 
 from alerts.models import AlertFiring, AlertRule, Delivery, Notification, channel_errors, default_source
 from alerts.rules import describe, rule_errors
+from market.api.serializers import MAX_ID
 from market.models import Instrument
 
 RULE_PARAMETERS = (
@@ -157,4 +158,21 @@ class NotificationSerializer(serializers.ModelSerializer[Notification]):
 
 
 class NotificationIdsSerializer(serializers.Serializer[Any]):
-    ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False)
+    ids = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=MAX_ID), required=False)
+
+
+# --- Query filters of the lists: a bad value is a 400 that names it, not a filter quietly dropped ---
+
+
+class RuleFilterSerializer(serializers.Serializer[Any]):
+    instrument = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
+    # default=None: DRF reads a boolean missing from a query string as false, which would filter.
+    active = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+
+class FiringFilterSerializer(serializers.Serializer[Any]):
+    rule = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
+
+
+class NotificationFilterSerializer(serializers.Serializer[Any]):
+    unread = serializers.BooleanField(required=False, allow_null=True, default=None, help_text="Only unread ones")

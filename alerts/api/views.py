@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -16,8 +16,11 @@ from alerts import services
 from alerts.api.serializers import (
     AlertFiringSerializer,
     AlertRuleSerializer,
+    FiringFilterSerializer,
+    NotificationFilterSerializer,
     NotificationIdsSerializer,
     NotificationSerializer,
+    RuleFilterSerializer,
 )
 from alerts.models import AlertFiring, AlertRule, Notification
 
@@ -26,8 +29,10 @@ def _user_id(request: Request) -> int:
     return cast(int, request.user.pk)
 
 
-def _flag(value: str | None) -> bool | None:
-    return None if value is None else value.lower() in ("1", "true", "yes", "on")
+def _filters(serializer_class: type[serializers.Serializer[Any]], request: Request) -> dict[str, Any]:
+    query = serializer_class(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    return {name: value for name, value in query.validated_data.items() if value is not None}
 
 
 class AlertRuleViewSet(OwnedObjectsMixin[AlertRule], viewsets.ModelViewSet[AlertRule]):
@@ -38,20 +43,15 @@ class AlertRuleViewSet(OwnedObjectsMixin[AlertRule], viewsets.ModelViewSet[Alert
     serializer_class = AlertRuleSerializer
     lookup_value_regex = r"\d+"
 
-    @extend_schema(
-        parameters=[OpenApiParameter("instrument", int), OpenApiParameter("active", bool)],
-    )
+    @extend_schema(parameters=[RuleFilterSerializer])
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().list(request, *args, **kwargs)
 
     def get_queryset(self) -> QuerySet[AlertRule]:
-        queryset = super().get_queryset()
-        params = self.request.query_params
-        if (instrument := params.get("instrument", "")).isdigit():
-            queryset = queryset.filter(instrument_id=int(instrument))
-        if (active := _flag(params.get("active"))) is not None:
-            queryset = queryset.filter(active=active)
-        return queryset
+        filters = _filters(RuleFilterSerializer, self.request)
+        if "instrument" in filters:
+            filters["instrument_id"] = filters.pop("instrument")
+        return super().get_queryset().filter(**filters)
 
     @extend_schema(request=None, responses=AlertRuleSerializer)
     @action(detail=True, methods=["post"], url_path="rotate-secret")
@@ -69,7 +69,7 @@ class AlertFiringViewSet(viewsets.ReadOnlyModelViewSet[AlertFiring]):
     serializer_class = AlertFiringSerializer
     lookup_value_regex = r"\d+"
 
-    @extend_schema(parameters=[OpenApiParameter("rule", int)])
+    @extend_schema(parameters=[FiringFilterSerializer])
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().list(request, *args, **kwargs)
 
@@ -79,8 +79,8 @@ class AlertFiringViewSet(viewsets.ReadOnlyModelViewSet[AlertFiring]):
             .select_related("rule__instrument")
             .prefetch_related("deliveries")
         )
-        if (rule := self.request.query_params.get("rule", "")).isdigit():
-            queryset = queryset.filter(rule_id=int(rule))
+        if (rule := _filters(FiringFilterSerializer, self.request).get("rule")) is not None:
+            queryset = queryset.filter(rule_id=rule)
         return queryset
 
 
@@ -93,7 +93,8 @@ class NotificationViewSet(
     mixins.RetrieveModelMixin,
     viewsets.GenericViewSet[Notification],
 ):
-    """The user's in-app alert notifications, newest first; `?unread=1` for the unread ones."""
+    """The user's in-app alert notifications, newest first; `?unread=true` for the unread ones,
+    `?unread=false` for the read ones."""
 
     permission_classes = [CanOwnAlerts, IsOwner]
     queryset = Notification.objects.select_related("firing__rule__instrument")
@@ -101,14 +102,14 @@ class NotificationViewSet(
     owner_field = "user"
     lookup_value_regex = r"\d+"
 
-    @extend_schema(parameters=[OpenApiParameter("unread", bool)])
+    @extend_schema(parameters=[NotificationFilterSerializer])
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().list(request, *args, **kwargs)
 
     def get_queryset(self) -> QuerySet[Notification]:
         queryset = super().get_queryset()
-        if _flag(self.request.query_params.get("unread")):
-            queryset = queryset.filter(read_at__isnull=True)
+        if (unread := _filters(NotificationFilterSerializer, self.request).get("unread")) is not None:
+            queryset = queryset.filter(read_at__isnull=unread)
         return queryset
 
     @extend_schema(request=None, responses=NotificationSerializer)

@@ -145,6 +145,37 @@ def test_rules_belong_to_their_owner_only(owner, stranger, btc):
     assert owner.delete(f"{RULES}{rule_id}/").status_code == 204
 
 
+def test_the_rules_list_filters_by_instrument_and_state(owner, btc):
+    paused = owner.post(RULES, ema_cross(btc, active=False), content_type="application/json").json()["id"]
+    running = owner.post(RULES, ema_cross(btc), content_type="application/json").json()["id"]
+
+    def ids(**filters: object) -> list[int]:
+        return sorted(rule["id"] for rule in owner.get(RULES, filters).json()["results"])
+
+    assert ids() == [paused, running]
+    assert ids(active="false") == [paused]
+    assert ids(active="true", instrument=btc.pk) == [running]
+    assert ids(instrument=btc.pk + 1000) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "field"),
+    [
+        (f"{RULES}?instrument=abc", "instrument"),
+        (f"{RULES}?instrument=99999999999999999999999", "instrument"),  # beyond bigint: not a database error
+        (f"{RULES}?active=maybe", "active"),
+        ("/api/v1/alerts/firings/?rule=-1", "rule"),
+        ("/api/v1/alerts/firings/?rule=99999999999999999999999", "rule"),
+        ("/api/v1/alerts/notifications/?unread=sometimes", "unread"),
+    ],
+)
+def test_a_bad_list_filter_is_a_400_naming_it(owner, url, field):
+    response = owner.get(url)
+
+    assert response.status_code == 400
+    assert list(response.json()["error"]["fields"]) == [field]
+
+
 def test_viewers_and_anonymous_users_cannot_manage_alerts(make_user, btc):
     viewer = logged_in(make_user("viewer"))
     assert viewer.get(RULES).status_code == 403
@@ -196,6 +227,7 @@ def test_notifications_are_listed_and_marked_read(owner, stranger, fired):
     assert stranger.post(f"{url}{notification['id']}/read/").status_code == 404
     assert owner.post(f"{url}{notification['id']}/read/").json()["read"] is True
     assert owner.get(url, {"unread": "1"}).json()["count"] == 0
+    assert [n["id"] for n in owner.get(url, {"unread": "false"}).json()["results"]] == [notification["id"]]
     assert owner.post(f"{url}read-all/", {}, content_type="application/json").json() == {"marked_read": 0}
 
 

@@ -11,6 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from market.api.permissions import MarketDataAccess
+from market.api.serializers import MAX_ID
 from market.models import QualityFinding, QualityReport
 from market.timeframes import TIMEFRAMES
 
@@ -18,7 +19,7 @@ from market.timeframes import TIMEFRAMES
 class QualityQuerySerializer(serializers.Serializer[Any]):
     """The filters of the quality list; a bad one is a 400 that names it."""
 
-    instrument = serializers.IntegerField(min_value=1, required=False)
+    instrument = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
     timeframe = serializers.ChoiceField(choices=list(TIMEFRAMES), required=False)
     day = serializers.DateField(required=False)
     start = serializers.DateField(required=False, help_text="First day (inclusive)")
