@@ -89,9 +89,6 @@ EXCLUDED_CHECKS = [positive_data_acceptance]
 # Operations that still ignore a malformed query parameter (`?rule=null`) instead of refusing it with
 # a 400 that names it, as the rest of the API does. To be removed from here as they are fixed.
 LENIENT_QUERY_PARAMETERS = {
-    ("GET", "/api/v1/alerts/rules/"),
-    ("GET", "/api/v1/alerts/firings/"),
-    ("GET", "/api/v1/alerts/notifications/"),
     ("GET", "/api/v1/quality/"),  # `?timeframe=` is taken for "not given" (DRF's HTML-form rule for QueryDicts)
 }
 

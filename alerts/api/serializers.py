@@ -8,6 +8,7 @@ from rest_framework import serializers
 
 from alerts.models import AlertFiring, AlertRule, Delivery, Notification, channel_errors, default_source
 from alerts.rules import describe, rule_errors
+from cryptostock.api_fields import StrictTextMixin
 from market.api.serializers import MAX_ID
 from market.models import Instrument
 
@@ -24,7 +25,7 @@ RULE_PARAMETERS = (
 )
 
 
-class AlertRuleSerializer(serializers.ModelSerializer[AlertRule]):
+class AlertRuleSerializer(StrictTextMixin, serializers.ModelSerializer[AlertRule]):
     instrument = serializers.PrimaryKeyRelatedField(queryset=Instrument.objects.all())
     symbol = serializers.CharField(source="instrument.symbol", read_only=True)
     description = serializers.SerializerMethodField()

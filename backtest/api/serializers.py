@@ -15,6 +15,7 @@ from backtest import services
 from backtest.engine import Costs
 from backtest.models import Backtest, Status
 from backtest.strategies import STRATEGIES, get_strategy
+from cryptostock.api_fields import StrictTextMixin
 from indicators.catalogue import ParamError
 from market.api.serializers import MAX_ID
 from market.models import Instrument
@@ -23,7 +24,7 @@ MAX_COST_BPS = 1000  # 10% per side: beyond any real venue; the engine itself ac
 MAX_CASH = 1e15
 
 
-class BacktestSerializer(serializers.ModelSerializer[Backtest]):
+class BacktestSerializer(StrictTextMixin, serializers.ModelSerializer[Backtest]):
     """A backtest as lists and its status page show it: settings, status, metrics (no trades)."""
 
     instrument = serializers.PrimaryKeyRelatedField(queryset=Instrument.objects.all())

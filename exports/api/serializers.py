@@ -8,6 +8,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from cryptostock.api_fields import StrictTextMixin
 from exports.models import Export
 from exports.writers import FORMATS
 from market.api.serializers import MAX_ID, BarsQuerySerializer
@@ -31,7 +32,7 @@ class ExportQuerySerializer(BarsQuerySerializer):
         return attrs
 
 
-class ExportSerializer(serializers.ModelSerializer[Export]):
+class ExportSerializer(StrictTextMixin, serializers.ModelSerializer[Export]):
     """A background export: what was asked (instrument, timeframe, start, end, format) and where it
     stands. Create one with the first five; the rest is the server's."""
 

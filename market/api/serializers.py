@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from rest_framework import serializers
 
+from cryptostock.api_fields import StrictTextMixin
 from market.models import AssetClass, Exchange, Instrument
 from market.timeframes import TIMEFRAMES
 
@@ -19,7 +20,7 @@ MAX_ID = 2**63 - 1
 MAX_SNAPSHOT_INSTRUMENTS = 100
 
 
-class ExchangeSerializer(serializers.ModelSerializer[Exchange]):
+class ExchangeSerializer(StrictTextMixin, serializers.ModelSerializer[Exchange]):
     class Meta:
         model = Exchange
         fields = ["id", "code", "name", "asset_classes", "timezone", "active"]
@@ -34,7 +35,7 @@ class ExchangeSerializer(serializers.ModelSerializer[Exchange]):
         return value
 
 
-class InstrumentSerializer(serializers.ModelSerializer[Instrument]):
+class InstrumentSerializer(StrictTextMixin, serializers.ModelSerializer[Instrument]):
     exchange: serializers.SlugRelatedField[Exchange] = serializers.SlugRelatedField(
         slug_field="code", queryset=Exchange.objects.all(), help_text="Exchange code, e.g. binance"
     )

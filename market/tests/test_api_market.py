@@ -84,6 +84,21 @@ def test_an_admin_adds_an_exchange_with_a_known_time_zone_only(admin_client, db)
     assert Exchange.objects.get(code="nyse").timezone == "America/New_York"
 
 
+@pytest.mark.parametrize(
+    ("url", "body", "field"),
+    [
+        ("/api/v1/exchanges/", {"code": "nyse", "name": 42}, "name"),
+        ("/api/v1/exchanges/", {"code": 7, "name": "NYSE"}, "code"),
+        ("/api/v1/instruments/", {"exchange": "binance", "symbol": "ETH/USDT", "base": 1.5}, "base"),
+    ],
+)
+def test_a_number_where_text_belongs_is_refused_not_turned_into_text(admin_client, instrument, url, body, field):
+    response = admin_client.post(url, body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"] == {field: ["Not a valid string."]}
+
+
 def test_instruments_filter_by_exchange_asset_class_and_active(viewer_client, instrument):
     Instrument.objects.create(exchange=instrument.exchange, symbol="OLD/ETH", active=False)
 
