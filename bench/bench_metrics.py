@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bench import measurement
+from bench import BenchUnavailable, measurement
 
 REQUESTS = 3000
 ROUNDS = 5
@@ -111,6 +111,8 @@ def run() -> Iterator[dict[str, Any]]:
     from django.test import Client
 
     mode = "multiprocess" if "PROMETHEUS_MULTIPROC_DIR" in os.environ else "one_process"
+    if OURS not in settings.MIDDLEWARE:
+        raise BenchUnavailable("METRICS_ENABLED is off: the request metrics are not in MIDDLEWARE")
     without = [name for name in settings.MIDDLEWARE if name != OURS]
     ours, baseline, full = health_rates([[*without, OURS], without, [FULL[0], *without, FULL[1]]])
     for label, rate in (("ours", ours), ("django_prometheus_all", full)):

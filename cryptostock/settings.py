@@ -138,8 +138,6 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    # Last: request counts and latency by view for /metrics (docs/metrics.md).
-    "cryptostock.request_metrics.RequestMetricsMiddleware",
 ]
 
 ROOT_URLCONF = "cryptostock.urls"
@@ -448,6 +446,9 @@ COLLECTOR_FLUSH_SECONDS = envfloat("COLLECTOR_FLUSH_SECONDS", 0.1)
 
 # --- Prometheus metrics at /metrics (docs/metrics.md) -------------------------------------------
 METRICS_ENABLED = envbool("METRICS_ENABLED", True)
+if METRICS_ENABLED:
+    # Last: request counts and latency by view (off with the page: nothing would read them).
+    MIDDLEWARE.append("cryptostock.request_metrics.RequestMetricsMiddleware")
 # Who may read /metrics (it names every collector, host and instrument): loopback and the private
 # networks a Prometheus server usually scrapes from. Behind a reverse proxy the address is the proxy's.
 METRICS_ALLOWED_NETWORKS = envnetworks(

@@ -170,6 +170,19 @@ def test_client_addresses_are_matched_against_networks(address, allowed):
     assert client_allowed(address, ["127.0.0.0/8", "10.0.0.0/8", "::1/128"]) is allowed
 
 
+@pytest.mark.parametrize(("enabled", "recorded"), [("true", "True"), ("false", "False")])
+def test_turned_off_no_request_metrics_are_recorded_either(enabled, recorded):
+    middleware = "cryptostock.request_metrics.RequestMetricsMiddleware"
+    probe = f"import cryptostock.settings as s; print({middleware!r} in s.MIDDLEWARE)"
+    env = {**os.environ, "METRICS_ENABLED": enabled, "PYTHONPATH": str(ROOT)}
+
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, cwd=ROOT, check=True
+    )
+
+    assert result.stdout.strip() == recorded
+
+
 def test_a_bad_network_in_the_settings_is_a_configuration_error():
     command = [sys.executable, "-c", "import cryptostock.settings"]
     env = {**os.environ, "METRICS_ALLOWED_NETWORKS": "10.0.0.0/8,not-a-network", "PYTHONPATH": str(ROOT)}
