@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from itertools import starmap
 from typing import Any
 
+import msgspec
 from django.db import connections
 from django.db.models import BigIntegerField, Func, OuterRef, Subquery
 
@@ -49,16 +51,66 @@ def bars_payload(
     Without `start`, the newest `limit` bars are returned (still ordered as asked), which is what a
     chart wants when it opens.
     """
-    take_newest = newest_first or start is None
-    rows = read_series_rows(instrument_id, timeframe, start, end, limit, descending=take_newest)
-    if take_newest and not newest_first:
-        rows.reverse()
+    rows = ordered_bar_rows(instrument_id, timeframe, start=start, end=end, limit=limit, newest_first=newest_first)
     # A dict display per row, not dict(zip(BAR_FIELDS, row)): half the time for 1,000 rows
     # (0.45 against 0.95 ms), a fifth of an uncached 1,000-bar request's own CPU.
     return [
         {"time": t, "open": o, "high": h, "low": lo, "close": c, "volume": v, "trades": n, "vwap": w, "final": f}
         for t, o, h, lo, c, v, n, w, f in rows
     ]
+
+
+def ordered_bar_rows(
+    instrument_id: int,
+    timeframe: str,
+    *,
+    start: datetime | None,
+    end: datetime | None,
+    limit: int,
+    newest_first: bool,
+) -> list[tuple[Any, ...]]:
+    """The rows `bars_payload` makes its bars of, in the order of BAR_FIELDS, in the order asked."""
+    take_newest = newest_first or start is None
+    rows = read_series_rows(instrument_id, timeframe, start, end, limit, descending=take_newest)
+    if take_newest and not newest_first:
+        rows.reverse()
+    return rows
+
+
+class WireBar(msgspec.Struct, gc=False):
+    """One bar as the API sends it: the fields and order of `bars_payload`'s dicts (a test holds the
+    two to the same bytes)."""
+
+    time: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    trades: int | None
+    vwap: float | None
+    final: bool
+
+
+class WireBars(msgspec.Struct, gc=False):
+    instrument: int
+    timeframe: str
+    bars: list[WireBar]
+
+
+_encode_wire = msgspec.json.Encoder().encode
+
+
+def encode_bars_body(instrument_id: int, timeframe: str, rows: list[tuple[Any, ...]]) -> bytes:
+    """`{"instrument", "timeframe", "bars": [...]}` of `ordered_bar_rows`' rows as JSON.
+
+    Why not orjson over `bars_payload`'s dicts: a struct per row is cheaper to make than a dict of
+    nine keys and to free afterwards, and msgspec encodes it without hashing keys; the body comes
+    out the same, byte for byte, except that huge or tiny numbers have `e18` where orjson writes
+    `e+18` (the same number). Measured on 1,000 rows: about 340 against 490 us; the dicts' making,
+    encoding and freeing were a third of the server's time per uncached request (py-spy, under wrk).
+    """
+    return _encode_wire(WireBars(instrument_id, timeframe, list(starmap(WireBar, rows))))
 
 
 # The bar's open time as whole seconds since 1970-01-01 UTC, computed by the database: Django's

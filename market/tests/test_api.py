@@ -105,3 +105,43 @@ def test_bar_times_are_utc_epoch_seconds(viewer_client, instrument, real_bars):
         0
     ]
     assert datetime.fromtimestamp(bar["time"], tz=UTC) == real_bars["date"].iloc[-1].to_pydatetime()
+
+
+def test_the_bars_body_is_the_payload_of_the_same_rows_byte_for_byte(instrument):
+    """The endpoint encodes rows as structs (market.queries.encode_bars_body); the WebSocket snapshot
+    and `latest` send `bars_payload`'s dicts: both must say the same, down to the bytes."""
+    from datetime import timedelta
+
+    import orjson
+
+    from market.queries import bars_payload, encode_bars_body, ordered_bar_rows
+
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    store_bars(
+        [
+            BarRow(instrument.pk, "1m", start, 0.00001234, 0.00001301, 0.00001199, 0.0000125, 1e9, None, None, True),
+            BarRow(
+                instrument.pk,
+                "1m",
+                start + timedelta(minutes=1),
+                40000.1,
+                40010.5,
+                39990.25,
+                40005.75,
+                0.0,
+                0,
+                3.3,
+                True,
+            ),
+            BarRow(
+                instrument.pk, "1m", start + timedelta(minutes=2), 100.0, 100.0, 100.0, 100.0, 12.5, 7, 100.0, False
+            ),
+        ]
+    )
+    for order in (False, True):
+        rows = ordered_bar_rows(instrument.pk, "1m", start=start, end=None, limit=10, newest_first=order)
+        dicts = bars_payload(instrument.pk, "1m", start=start, limit=10, newest_first=order)
+
+        body = encode_bars_body(instrument.pk, "1m", rows)
+
+        assert body == orjson.dumps({"instrument": instrument.pk, "timeframe": "1m", "bars": dicts})
