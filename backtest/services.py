@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from typing import Any
 
@@ -195,6 +195,18 @@ def _store(backtest_id: int, result: Result, bars: Bars) -> None:
 
 def _utc(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+STALE_ERROR = "the worker running it stopped before it finished (BACKTEST_STALE_MINUTES); create it again"
+
+
+def fail_stale_backtests(now: datetime, stale_minutes: int) -> int:
+    """Backtests `running` for longer than `stale_minutes`, whose worker died (a backtest of a
+    million bars takes seconds), marked failed rather than left running for ever; how many. Running
+    it twice changes nothing. Should the worker still finish, its result replaces the failure."""
+    since = now - timedelta(minutes=stale_minutes)
+    stale = Backtest.objects.filter(status=Status.RUNNING, started_at__lt=since)
+    return stale.update(status=Status.FAILED, error=STALE_ERROR, finished_at=now)
 
 
 def delete_backtest(backtest: Backtest) -> None:

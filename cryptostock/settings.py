@@ -585,6 +585,14 @@ CELERY_BEAT_SCHEDULE["alerts-check-collectors"] = {
 # the equity curve's points in a result unless `?points=` asks otherwise.
 BACKTEST_MAX_BARS = envint("BACKTEST_MAX_BARS", 2_000_000)
 BACKTEST_EQUITY_POINTS = envint("BACKTEST_EQUITY_POINTS", 1000)
+# A backtest `running` for longer than this lost its worker: it is marked failed (checked every 5 min).
+BACKTEST_STALE_MINUTES = envint("BACKTEST_STALE_MINUTES", 60)
+CELERY_BEAT_SCHEDULE["backtests-fail-stale"] = {
+    "task": "backtest.tasks.fail_stale_backtests_task",
+    "schedule": 300.0,
+    "options": {"expire_seconds": 290},
+}
+
 # --- Exports (docs/exports.md) -----------------------------------------------------------------
 # Background export files, one per export, deleted with it EXPORT_TTL_HOURS after it finished.
 EXPORT_DIR = Path(os.environ.get("EXPORT_DIR") or VAR_DIR / "exports")

@@ -188,3 +188,24 @@ def test_the_command_refuses_bad_input_with_a_reason(btc, arguments, message):
 
     with pytest.raises(CommandError, match=message):
         call_command("backtest", *arguments, stdout=StringIO())
+
+
+def test_a_backtest_whose_worker_died_is_failed_after_the_stale_time(btc, analyst):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from backtest.tasks import fail_stale_backtests_task
+
+    now = timezone.now()
+    lost, busy, finished = (services.create_backtest(analyst.pk, spec(btc), queue=False) for _ in range(3))
+    Backtest.objects.filter(pk=lost.pk).update(status=Status.RUNNING, started_at=now - timedelta(minutes=61))
+    Backtest.objects.filter(pk=busy.pk).update(status=Status.RUNNING, started_at=now - timedelta(minutes=5))
+    Backtest.objects.filter(pk=finished.pk).update(status=Status.DONE, started_at=now - timedelta(hours=3))
+
+    assert fail_stale_backtests_task() == 1
+    assert fail_stale_backtests_task() == 0  # the second run changes nothing
+
+    states = dict(Backtest.objects.values_list("pk", "status"))
+    assert (states[lost.pk], states[busy.pk], states[finished.pk]) == (Status.FAILED, Status.RUNNING, Status.DONE)
+    assert Backtest.objects.get(pk=lost.pk).error == services.STALE_ERROR
