@@ -138,22 +138,28 @@ def csv_chunks(chunks: Iterable[BarChunk]) -> Iterator[bytes]:
             yield csv_body(chunk)
 
 
+def _text_rows(chunk: BarChunk) -> Iterator[tuple[Any, ...]]:
+    """The chunk's rows for the text formats, in the order of COLUMNS: ISO times, plain floats, None
+    for an unknown trade count or vwap."""
+    return zip(
+        iso_times(chunk.time),
+        chunk.open.tolist(),
+        chunk.high.tolist(),
+        chunk.low.tolist(),
+        chunk.close.tolist(),
+        chunk.volume.tolist(),
+        _optional_counts(chunk.trades),
+        _optional_floats(chunk.vwap),
+        chunk.final.tolist(),
+        strict=True,
+    )
+
+
 def csv_body(chunk: BarChunk) -> bytes:
     lines = [
         f"{t},{o!r},{h!r},{lo!r},{c!r},{v!r},{'' if n is None else n},{'' if w is None else repr(w)},"
         f"{'true' if f else 'false'}\n"
-        for t, o, h, lo, c, v, n, w, f in zip(
-            iso_times(chunk.time),
-            chunk.open.tolist(),
-            chunk.high.tolist(),
-            chunk.low.tolist(),
-            chunk.close.tolist(),
-            chunk.volume.tolist(),
-            _optional_counts(chunk.trades),
-            _optional_floats(chunk.vwap),
-            chunk.final.tolist(),
-            strict=True,
-        )
+        for t, o, h, lo, c, v, n, w, f in _text_rows(chunk)
     ]
     # repr ends whole floats in ".0"; every float cell is followed by a comma (final is last), and no
     # other cell can hold ".0,", so one replace over the chunk writes them as PostgreSQL does.
@@ -174,18 +180,7 @@ def json_lines_chunks(chunks: Iterable[BarChunk]) -> Iterator[bytes]:
 def json_lines_body(chunk: BarChunk) -> bytes:
     objects = [
         {"time": t, "open": o, "high": h, "low": lo, "close": c, "volume": v, "trades": n, "vwap": w, "final": f}
-        for t, o, h, lo, c, v, n, w, f in zip(
-            iso_times(chunk.time),
-            chunk.open.tolist(),
-            chunk.high.tolist(),
-            chunk.low.tolist(),
-            chunk.close.tolist(),
-            chunk.volume.tolist(),
-            _optional_counts(chunk.trades),
-            _optional_floats(chunk.vwap),
-            chunk.final.tolist(),
-            strict=True,
-        )
+        for t, o, h, lo, c, v, n, w, f in _text_rows(chunk)
     ]
     # One orjson call for the chunk, its array then cut into lines: `},{` occurs only between two
     # objects, since no value is an object and the only strings are times. (An orjson call per row
