@@ -166,14 +166,13 @@ class NotificationIdsSerializer(serializers.Serializer[Any]):
 
 
 class RuleFilterSerializer(serializers.Serializer[Any]):
-    instrument = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
-    # default=None: DRF reads a boolean missing from a query string as false, which would filter.
-    active = serializers.BooleanField(required=False, allow_null=True, default=None)
+    instrument = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False, source="instrument_id")
+    active = serializers.BooleanField(required=False)
 
 
 class FiringFilterSerializer(serializers.Serializer[Any]):
-    rule = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
+    rule = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False, source="rule_id")
 
 
 class NotificationFilterSerializer(serializers.Serializer[Any]):
-    unread = serializers.BooleanField(required=False, allow_null=True, default=None, help_text="Only unread ones")
+    unread = serializers.BooleanField(required=False, help_text="true: only unread ones; false: only read ones")

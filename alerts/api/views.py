@@ -23,6 +23,7 @@ from alerts.api.serializers import (
     RuleFilterSerializer,
 )
 from alerts.models import AlertFiring, AlertRule, Notification
+from market.api.views import query_data
 
 
 def _user_id(request: Request) -> int:
@@ -30,9 +31,10 @@ def _user_id(request: Request) -> int:
 
 
 def _filters(serializer_class: type[serializers.Serializer[Any]], request: Request) -> dict[str, Any]:
-    query = serializer_class(data=request.query_params)
+    """The list's validated filters, keyed by model field (a bad value is a 400 naming it)."""
+    query = serializer_class(data=query_data(request))
     query.is_valid(raise_exception=True)
-    return {name: value for name, value in query.validated_data.items() if value is not None}
+    return dict(query.validated_data)
 
 
 class AlertRuleViewSet(OwnedObjectsMixin[AlertRule], viewsets.ModelViewSet[AlertRule]):
@@ -48,10 +50,7 @@ class AlertRuleViewSet(OwnedObjectsMixin[AlertRule], viewsets.ModelViewSet[Alert
         return super().list(request, *args, **kwargs)
 
     def get_queryset(self) -> QuerySet[AlertRule]:
-        filters = _filters(RuleFilterSerializer, self.request)
-        if "instrument" in filters:
-            filters["instrument_id"] = filters.pop("instrument")
-        return super().get_queryset().filter(**filters)
+        return super().get_queryset().filter(**_filters(RuleFilterSerializer, self.request))
 
     @extend_schema(request=None, responses=AlertRuleSerializer)
     @action(detail=True, methods=["post"], url_path="rotate-secret")
@@ -79,9 +78,7 @@ class AlertFiringViewSet(viewsets.ReadOnlyModelViewSet[AlertFiring]):
             .select_related("rule__instrument")
             .prefetch_related("deliveries")
         )
-        if (rule := _filters(FiringFilterSerializer, self.request).get("rule")) is not None:
-            queryset = queryset.filter(rule_id=rule)
-        return queryset
+        return queryset.filter(**_filters(FiringFilterSerializer, self.request))
 
 
 READ_COUNT = inline_serializer("NotificationsRead", {"marked_read": serializers.IntegerField()})

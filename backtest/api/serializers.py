@@ -129,7 +129,7 @@ class BacktestSerializer(StrictTextMixin, serializers.ModelSerializer[Backtest])
 
 class BacktestListQuerySerializer(serializers.Serializer[Any]):
     status = serializers.ChoiceField(choices=Status.choices, required=False)
-    instrument = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
+    instrument = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False, source="instrument_id")
     strategy = serializers.ChoiceField(choices=list(STRATEGIES), required=False)
 
 

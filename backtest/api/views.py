@@ -26,6 +26,7 @@ from backtest.engine import downsample
 from backtest.models import Backtest, BacktestResult, Status
 from backtest.strategies import catalogue_payload
 from cryptostock.api_schema import ErrorSerializer
+from market.api.views import query_data
 
 
 class ResultNotReady(APIException):
@@ -82,11 +83,9 @@ class BacktestViewSet(
         queryset = super().get_queryset()
         if self.action != "list":
             return queryset
-        query = BacktestListQuerySerializer(data=self.request.query_params.dict())
+        query = BacktestListQuerySerializer(data=query_data(self.request))
         query.is_valid(raise_exception=True)
-        return queryset.filter(
-            **{name if name != "instrument" else "instrument_id": value for name, value in query.validated_data.items()}
-        )
+        return queryset.filter(**query.validated_data)
 
     def perform_create(self, serializer: BaseSerializer[Backtest]) -> None:
         spec = cast(BacktestSerializer, serializer).run_spec()
@@ -106,7 +105,7 @@ class BacktestViewSet(
     def result(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Metrics, every trade and the equity curve (`?points=0` for one point per bar)."""
         backtest = self.get_object()
-        query = ResultQuerySerializer(data=request.query_params.dict())
+        query = ResultQuerySerializer(data=query_data(request))
         query.is_valid(raise_exception=True)
         if backtest.status != Status.DONE:
             raise ResultNotReady(_not_ready_message(backtest))

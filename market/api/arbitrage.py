@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from market.api.permissions import MarketDataAccess
+from market.api.views import query_data
 from market.models import ArbitrageOpportunity, Instrument
 
 
@@ -103,7 +104,7 @@ class ArbitrageOpportunityViewSet(viewsets.ReadOnlyModelViewSet[ArbitrageOpportu
         queryset = super().get_queryset()
         if self.action != "list":
             return queryset
-        query = OpportunityQuerySerializer(data=self.request.query_params.dict())
+        query = OpportunityQuerySerializer(data=query_data(self.request))
         query.is_valid(raise_exception=True)
         params = query.validated_data
         if "open" in params:
