@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import gzip
+import json
+import math
+import random
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from market.bars import MINUTE_MS, BarBuilder, Trade, build_bars
+from market.bars import MINUTE_MS, BarBuilder, MinuteBar, Trade, TradeRun, build_bars
 from market.sources.replay import read_trades
 
 FREQTRADE = Path(__file__).resolve().parents[2] / "sample_data" / "freqtrade"
@@ -121,3 +125,95 @@ def test_it_rejects_trades_with_a_non_positive_price_or_negative_amount():
 def test_a_minute_without_trades_produces_no_bar():
     bars = build_bars([trade(1, 10.0), trade(125, 11.0)])
     assert [bar.time_ms for bar in bars] == [0, 2 * MINUTE_MS]
+
+
+# --- runs: many trades in one call, the same bars as trade by trade -------------------------------
+
+
+def by_trade(builder: BarBuilder, run: TradeRun) -> list[MinuteBar]:
+    """What add_run must equal: each trade through add, the clock points through close_until."""
+    clocks = dict(run.clocks)
+    closed = []
+    for index, (time_ms, price, amount) in enumerate(zip(run.time_ms, run.price, run.amount, strict=True)):
+        seq = run.first_seq + index
+        closed += builder.add(Trade(time_ms, str(seq), price, amount, seq))
+        if index in clocks:
+            closed += builder.close_until(clocks[index])
+    return closed
+
+
+def unseen(builder: BarBuilder) -> set[int]:
+    """The sequence numbers below the highest that a builder would still take (its holes)."""
+    return {seq for start, end in builder._holes for seq in range(start, end)}
+
+
+def assert_same_state(run_builder: BarBuilder, trade_builder: BarBuilder) -> None:
+    assert run_builder.current == trade_builder.current
+    assert run_builder.stats == trade_builder.stats
+    assert (run_builder.last_closed_ms, run_builder.clock_ms) == (trade_builder.last_closed_ms, trade_builder.clock_ms)
+    assert run_builder._recent == trade_builder._recent
+    assert unseen(run_builder) == unseen(trade_builder)
+
+
+def recorded_runs(size: int) -> list[TradeRun]:
+    """The 12,477 real XRP/ETH aggregate trades in runs of `size`, with the clock points a minute
+    clock one second behind the trades would give (a clock event per minute boundary passed)."""
+    with gzip.open(FREQTRADE / "XRP_OLD-trades.json.gz", "rt") as handle:
+        rows = [trade["info"] for trade in json.load(handle)]
+    runs, next_clock = [], -1
+    for start in range(0, len(rows), size):
+        part = rows[start : start + size]
+        clocks = []
+        for index, row in enumerate(part):
+            at = row["T"] - 1000
+            if at >= next_clock:
+                clocks.append((index, at))
+                next_clock = at - at % MINUTE_MS + MINUTE_MS
+        times = [row["T"] for row in part]
+        runs.append(TradeRun(times, [float(row["p"]) for row in part], [float(row["q"]) for row in part], part[0]["a"], clocks))
+    return runs
+
+
+@pytest.mark.parametrize("size", [1, 7, 1000])
+def test_a_run_of_real_trades_builds_what_the_trades_one_by_one_build(size):
+    run_builder, trade_builder = BarBuilder(), BarBuilder()
+    for run in recorded_runs(size):
+        assert run_builder.add_run(run) == by_trade(trade_builder, run)
+    assert run_builder.flush() == trade_builder.flush()
+    assert_same_state(run_builder, trade_builder)
+    assert run_builder.stats.accepted == 12_477
+
+
+def random_runs(rng: random.Random, count: int) -> list[TradeRun]:
+    """Runs that do everything a stream does wrong: resent and skipped numbers, trades out of time
+    order and for minutes long over, bad prices and amounts, clocks that run ahead of the trades."""
+    runs, seq, time_ms = [], 1000, 10 * MINUTE_MS
+    for _ in range(count):
+        length = rng.randint(1, 40)
+        seq += rng.choice([0, 0, 0, 1, 5, -3, -length])  # go on, skip, or repeat numbers
+        times, prices, amounts, clocks = [], [], [], []
+        for index in range(length):
+            time_ms += rng.choice([0, 1_000, 7_000, 30_000, 61_000, -45_000, -150_000])
+            times.append(max(time_ms, 0))
+            prices.append(rng.choice([10.0, 11.5, 9.25, 10.125, 0.0, -1.0, math.nan]) if rng.random() < 0.1 else rng.uniform(9, 11))
+            amounts.append(-1.0 if rng.random() < 0.03 else rng.uniform(0, 3))
+            if rng.random() < 0.2:
+                clocks.append((index, time_ms + rng.choice([-60_000, 0, 20_000, 90_000])))
+        runs.append(TradeRun(times, prices, amounts, max(seq, 0), clocks))
+        seq = max(seq, 0) + length
+    return runs
+
+
+@pytest.mark.parametrize("grace_ms", [0, 30_000])
+@pytest.mark.parametrize("seed", range(20))
+def test_a_run_equals_its_trades_one_by_one_whatever_the_stream_does_wrong(seed, grace_ms):
+    run_builder, trade_builder = BarBuilder(grace_ms=grace_ms), BarBuilder(grace_ms=grace_ms)
+    for run in random_runs(random.Random(seed), 60):
+        assert run_builder.add_run(run) == by_trade(trade_builder, run)
+        assert_same_state(run_builder, trade_builder)
+    assert trade_builder.stats.duplicates and trade_builder.stats.invalid and trade_builder.stats.late
+
+
+def test_a_run_needs_sequence_numbers():
+    with pytest.raises(ValueError, match="sequence numbers"):
+        TradeRun([0], [1.0], [1.0], first_seq=-1)
