@@ -58,6 +58,7 @@ from market.sources.base import (
     Source,
     SourceEvent,
     Subscription,
+    TradeBatch,
     TradeEvent,
 )
 from market.timeframes import BASE_TIMEFRAME
@@ -317,6 +318,10 @@ class Collector:
                 elif type(event) is ClockEvent:
                     # Also without a coroutine: once a minute live, but a bar per few trades in a replay.
                     self._on_clock_event(event)
+                elif type(event) is TradeBatch:
+                    self._on_trade_batch(event)
+                    if len(self._pending) >= self.flush_bars and self._must_make_room():
+                        await self._make_room()
                 else:
                     await self._on_event(event)
 
@@ -344,6 +349,26 @@ class Collector:
             # A minute boundary closes every instrument's bar at once: write and publish them now.
             self._flush_wanted.set()
 
+    def _on_trade_batch(self, batch: TradeBatch) -> None:
+        """The trades of a run and the clock events between them (a catch-up, a replay), as if they
+        had come one by one: the run's builder sees each clock at its place among the trades, the
+        other instruments (which had no trade in between) the last one."""
+        run = batch.run
+        tracked = self.tracked.get(batch.symbol)
+        if tracked is None:
+            self.stats.unknown_symbol += len(run)
+        else:
+            self.stats.trades += len(run)
+            closed = tracked.builder.add_run(run)
+            tracked.dirty = True
+            if closed:
+                self._closed(tracked, closed)
+        if run.clocks:
+            self.stats.other_events += len(run.clocks)
+            self._on_clock(run.clocks[-1][1], seen_by=tracked)
+            if self._pending:
+                self._flush_wanted.set()
+
     def _closed(self, tracked: Tracked, bars: list[MinuteBar]) -> None:
         for bar in bars:
             self._pending.append(to_row(tracked.instrument_id, bar, final=True))
@@ -354,13 +379,16 @@ class Collector:
                 for minute in [minute for minute in recent if minute < horizon]:
                     del recent[minute]
 
-    def _on_clock(self, now_ms: int) -> None:
+    def _on_clock(self, now_ms: int, *, seen_by: Tracked | None = None) -> None:
+        """The source's clock reached `now_ms`: close the bars that ended before it (but those of
+        `seen_by`, whose builder saw this clock already, among the trades of a run)."""
         if now_ms > self._clock_ms:
             self._clock_ms = now_ms
         for tracked in self.tracked.values():
-            closed = tracked.builder.close_until(now_ms)
-            if closed:
-                self._closed(tracked, closed)
+            if tracked is not seen_by:
+                closed = tracked.builder.close_until(now_ms)
+                if closed:
+                    self._closed(tracked, closed)
             if tracked.klines:
                 self._reconcile_due(tracked)
 

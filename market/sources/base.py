@@ -6,6 +6,8 @@ by the collector, the same way for every source.
 
 Events:
 - `TradeEvent`: one trade of one symbol (most sources);
+- `TradeBatch`: many consecutive trades of one symbol with the clock events between them (catch-ups,
+  replays): the same as those events one by one, at a fraction of the cost;
 - `ClockEvent`: the source's clock has reached a time, so bars that ended before it can close;
 - `BarEvent`: a bar the source supplies itself (sources without trades: Yahoo polls, OHLCV files);
 - `KlineEvent`: the exchange's own bar for a minute, only to check ours against (Binance kline_1m,
@@ -28,7 +30,7 @@ from collections import Counter
 from collections.abc import AsyncGenerator, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from market.bars import MINUTE_MS, MinuteBar, Trade
+from market.bars import MINUTE_MS, MinuteBar, Trade, TradeRun
 from market.circuit import CircuitBreaker
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,16 @@ log = logging.getLogger(__name__)
 class TradeEvent:
     symbol: str
     trade: Trade
+
+
+@dataclass(slots=True)
+class TradeBatch:
+    """Consecutive trades of one symbol with consecutive sequence numbers, and the clock events that
+    fell between them (`market.bars.TradeRun`): what a catch-up page or a burst of a replay delivers
+    as one event, so that the collector handles thousands of trades a call instead of one."""
+
+    symbol: str
+    run: TradeRun
 
 
 @dataclass(slots=True)
@@ -92,7 +104,7 @@ class GapEvent:
     reason: str
 
 
-SourceEvent = TradeEvent | ClockEvent | BarEvent | KlineEvent | GapEvent
+SourceEvent = TradeEvent | TradeBatch | ClockEvent | BarEvent | KlineEvent | GapEvent
 
 
 @dataclass(slots=True)

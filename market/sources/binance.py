@@ -44,7 +44,7 @@ import orjson
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from market.bars import MINUTE_MS, Trade
+from market.bars import MINUTE_MS, Trade, TradeRun
 from market.sources.base import (
     ClockEvent,
     ExchangeBar,
@@ -55,6 +55,7 @@ from market.sources.base import (
     SourceEvent,
     SourceHealth,
     Subscription,
+    TradeBatch,
     TradeEvent,
     as_subscription,
 )
@@ -182,6 +183,47 @@ class _AggTradeMessage(msgspec.Struct, gc=False):
 _decode_agg_trade = msgspec.json.Decoder(_AggTradeMessage).decode
 
 
+@dataclass(slots=True)
+class _Batcher:
+    """Events in order, consecutive trades of a symbol (ids counting up by one) gathered into one
+    TradeBatch with the clock events that fell between them."""
+
+    events: list[SourceEvent] = field(default_factory=list)
+    symbol: str = ""
+    next_seq: int = -1
+    times: list[int] = field(default_factory=list)
+    prices: list[float] = field(default_factory=list)
+    amounts: list[float] = field(default_factory=list)
+    clocks: list[tuple[int, int]] = field(default_factory=list)
+
+    def trade(self, symbol: str, seq: int, time_ms: int, price: float, amount: float) -> None:
+        if seq != self.next_seq or symbol != self.symbol:
+            self.close()
+            self.symbol = symbol
+        self.next_seq = seq + 1
+        self.times.append(time_ms)
+        self.prices.append(price)
+        self.amounts.append(amount)
+
+    def clock(self, event: ClockEvent) -> None:
+        if self.times:
+            self.clocks.append((len(self.times) - 1, event.time_ms))
+        else:
+            self.events.append(event)
+
+    def other(self, event: SourceEvent) -> None:
+        self.close()
+        self.events.append(event)
+
+    def close(self) -> list[SourceEvent]:
+        if self.times:
+            run = TradeRun(self.times, self.prices, self.amounts, self.next_seq - len(self.times), self.clocks)
+            self.events.append(TradeBatch(self.symbol, run))
+            self.times, self.prices, self.amounts, self.clocks = [], [], [], []
+        self.next_seq = -1
+        return self.events
+
+
 class BinanceParser:
     """Raw combined-stream messages to events. Shared by the live adapter, the replay of recorded
     traffic and the benchmark, so all three treat the wire format exactly alike."""
@@ -243,6 +285,37 @@ class BinanceParser:
                 missed_from = last_id + 1
             state.note(agg_id, time_ms, first, last)
         return TradeEvent(state.symbol, trade), missed_from
+
+    def parse_many(self, raws: Iterable[bytes | str]) -> list[SourceEvent]:
+        """`parse` and `clock_event` after each of many messages (a recording replayed as fast as it
+        goes), with the runs of consecutive aggregate trades of a symbol as TradeBatch events: the
+        same events, gathered. Trade ids that jump are not fetched (`parse` tells its caller where
+        they jump; there is nobody to ask in a recording): the builder counts the hole."""
+        batcher = _Batcher()
+        health, clock, states = self.health, self.clock, self.states
+        for raw in raws:
+            try:
+                data = _decode_agg_trade(raw).data
+                state = states[data.symbol]
+                agg_id = data.agg_id
+                usual = data.kind == "aggTrade" and agg_id == state.last_id + 1
+                if usual:
+                    price, amount = float(data.price), float(data.amount)
+            except (msgspec.DecodeError, KeyError, ValueError):
+                usual = False
+            if usual:
+                health.messages += 1
+                if data.event_ms > clock.source_ms:
+                    clock.source_ms = data.event_ms
+                state.note(agg_id, data.time_ms, data.first, data.last)
+                batcher.trade(state.symbol, agg_id, data.time_ms, price, amount)
+            else:
+                event, _ = self.parse(raw)  # anything else, the one-message way
+                if event is not None:
+                    batcher.other(event)
+            if clock.source_ms >= clock.next_ms and (due := clock.due()) is not None:
+                batcher.clock(due)
+        return batcher.close()
 
     def _parse_checked(self, raw: bytes | str) -> tuple[SourceEvent | None, int | None]:
         """Any message, step by step, rejecting a bad one with the reason."""
@@ -472,7 +545,7 @@ class BinanceSource(Source):
         passed_on = missed_from - 1
         try:
             async for filled in self._fetch_ids(http, state, missed_from, parsed.trade.seq):
-                passed_on = max(passed_on, filled.trade.seq)  # type: ignore[union-attr]
+                passed_on = max(passed_on, _last_seq(filled))
                 yield filled
         except BaseException:
             # REST failed (or we are stopping) part way: the parser already counted `parsed` as
@@ -537,10 +610,8 @@ class BinanceSource(Source):
             params = {"startTime": start_ms, "endTime": min(start_ms + HOUR_MS - 1, server_now)}
             rows = await self._agg_trades(http, state.exchange_symbol, params)
             if rows:
-                for row in rows:
-                    trade = self._rest_event(state, row)
-                    if trade is not None:
-                        yield trade
+                for event in self._rest_events(state, rows):
+                    yield event
                 async for event in self._fetch_ids(http, state, rows[-1]["a"] + 1, None):
                     yield event
                 return
@@ -553,25 +624,30 @@ class BinanceSource(Source):
         log.info("%s: fetching %s trades from id %d", self.name, state.exchange_symbol, from_id)
         while before_id is None or from_id < before_id:
             rows = await self._agg_trades(http, state.exchange_symbol, {"fromId": from_id})
-            for row in rows:
-                if before_id is not None and row["a"] >= before_id:
-                    return
-                event = self._rest_event(state, row)
-                if event is not None:
-                    yield event
-            if len(rows) < REST_PAGE:
+            wanted = rows if before_id is None else list(itertools.takewhile(lambda row: row["a"] < before_id, rows))
+            for event in self._rest_events(state, wanted):
+                yield event
+            if len(wanted) < len(rows) or len(rows) < REST_PAGE:
                 return
             from_id = rows[-1]["a"] + 1
 
-    def _rest_event(self, state: SymbolState, row: dict[str, Any]) -> TradeEvent | None:
-        try:
-            trade = trade_from_rest(row)
-            if row["a"] > state.last_id:
-                state.note(row["a"], row["T"], row["f"], row["l"])
-        except (KeyError, TypeError, ValueError):
-            self.health.reject("malformed REST aggTrade", row)
-            return None
-        return TradeEvent(state.symbol, trade)
+    def _rest_events(self, state: SymbolState, rows: list[dict[str, Any]]) -> list[SourceEvent]:
+        """A page of REST aggTrades as events: its runs of consecutive ids (all of it, usually) as
+        TradeBatch events, so that a catch-up of hours of trades costs the collector a call a page."""
+        batcher = _Batcher()
+        for row in rows:
+            try:
+                trade = trade_from_rest(row)
+                if row["a"] > state.last_id:
+                    state.note(row["a"], row["T"], row["f"], row["l"])
+            except (KeyError, TypeError, ValueError):
+                self.health.reject("malformed REST aggTrade", row)
+                continue
+            if trade.seq >= 0:
+                batcher.trade(state.symbol, trade.seq, trade.time_ms, trade.price, trade.amount)
+            else:
+                batcher.other(TradeEvent(state.symbol, trade))
+        return batcher.close()
 
     async def _agg_trades(
         self, http: aiohttp.ClientSession, symbol: str, params: dict[str, int]
@@ -598,6 +674,13 @@ class BinanceSource(Source):
             return orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise SourceUnavailable(f"REST {path} answered something that is not JSON: {body[:200]!r}") from exc
+
+
+def _last_seq(event: SourceEvent) -> int:
+    """The highest trade id of a REST page's event (-1 for a trade without one)."""
+    if isinstance(event, TradeBatch):
+        return event.run.first_seq + len(event.run) - 1
+    return event.trade.seq if isinstance(event, TradeEvent) else -1
 
 
 def _retry_after(value: str | None) -> float | None:

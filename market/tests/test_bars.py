@@ -170,7 +170,9 @@ def recorded_runs(size: int) -> list[TradeRun]:
                 clocks.append((index, at))
                 next_clock = at - at % MINUTE_MS + MINUTE_MS
         times = [row["T"] for row in part]
-        runs.append(TradeRun(times, [float(row["p"]) for row in part], [float(row["q"]) for row in part], part[0]["a"], clocks))
+        runs.append(
+            TradeRun(times, [float(row["p"]) for row in part], [float(row["q"]) for row in part], part[0]["a"], clocks)
+        )
     return runs
 
 
@@ -195,7 +197,11 @@ def random_runs(rng: random.Random, count: int) -> list[TradeRun]:
         for index in range(length):
             time_ms += rng.choice([0, 1_000, 7_000, 30_000, 61_000, -45_000, -150_000])
             times.append(max(time_ms, 0))
-            prices.append(rng.choice([10.0, 11.5, 9.25, 10.125, 0.0, -1.0, math.nan]) if rng.random() < 0.1 else rng.uniform(9, 11))
+            prices.append(
+                rng.choice([10.0, 11.5, 9.25, 10.125, 0.0, -1.0, math.nan])
+                if rng.random() < 0.1
+                else rng.uniform(9, 11)
+            )
             amounts.append(-1.0 if rng.random() < 0.03 else rng.uniform(0, 3))
             if rng.random() < 0.2:
                 clocks.append((index, time_ms + rng.choice([-60_000, 0, 20_000, 90_000])))
@@ -211,7 +217,9 @@ def test_a_run_equals_its_trades_one_by_one_whatever_the_stream_does_wrong(seed,
     for run in random_runs(random.Random(seed), 60):
         assert run_builder.add_run(run) == by_trade(trade_builder, run)
         assert_same_state(run_builder, trade_builder)
-    assert trade_builder.stats.duplicates and trade_builder.stats.invalid and trade_builder.stats.late
+    assert trade_builder.stats.duplicates
+    assert trade_builder.stats.invalid
+    assert trade_builder.stats.late
 
 
 def test_a_run_needs_sequence_numbers():

@@ -20,10 +20,22 @@ from market.circuit import Backoff
 from market.collector import Collector, in_shard
 from market.groups import bars_group
 from market.models import Bar, CollectorStatus, Instrument
-from market.sources.base import ClockEvent, GapEvent, Source, SourceEvent, TradeEvent, as_subscription
+from market.sources.base import (
+    ClockEvent,
+    GapEvent,
+    Source,
+    SourceEvent,
+    SourceHealth,
+    TradeBatch,
+    TradeEvent,
+    as_subscription,
+)
+from market.sources.binance import BinanceParser
 from market.tests.broadcasts import bar_frames
 from market.tests.conftest import SAMPLE_DATA
-from market.tests.servers.binance import BinanceServer, messages_from_cryptofeed
+from market.tests.servers.binance import BinanceServer, messages_from_ccxt_trades, messages_from_cryptofeed
+
+XRP_OLD = SAMPLE_DATA / "freqtrade" / "XRP_OLD-trades.json.gz"
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("close_thread_connections")]
 
@@ -401,3 +413,38 @@ def test_the_collect_command_builds_each_live_source_from_settings(source, kind,
         assert collector.source.exchange == "binance-futures"
         assert collector.source.ws_url == settings.BINANCE_FUTURES_WS_URL  # type: ignore[attr-defined]
         assert collector.source.rest_url == settings.BINANCE_FUTURES_API_URL  # type: ignore[attr-defined]
+
+
+def all_stored(instrument_id: int) -> list[tuple[Any, ...]]:
+    fields = ("time", "open", "high", "low", "close", "volume", "trades", "vwap", "final")
+    return list(Bar.objects.filter(instrument_id=instrument_id).order_by("time").values_list(*fields))
+
+
+async def test_trades_that_come_in_runs_store_the_same_bars_as_trades_one_by_one(instrument):
+    # Given 1,500 recorded XRP/ETH aggregate trades as Binance sends them, with resends mixed in
+    texts = [m.text for m in messages_from_ccxt_trades(XRP_OLD, "XRPETH", count=1500) if m.kind == "aggTrade"]
+    texts = [*texts[:700], *texts[650:720], *texts[700:]]
+    parser_one, parser_many = BinanceParser(SourceHealth()), BinanceParser(SourceHealth())
+    for parser in (parser_one, parser_many):
+        parser.track("XRP/ETH")
+    one_by_one: list[SourceEvent] = []
+    for text in texts:
+        event, _ = parser_one.parse(text)
+        one_by_one += [event] if event is not None else []
+        clock = parser_one.clock_event()
+        one_by_one += [clock] if clock is not None else []
+    in_runs = [
+        event for start in range(0, len(texts), 100) for event in parser_many.parse_many(texts[start : start + 100])
+    ]
+    assert any(isinstance(event, TradeBatch) and len(event.run) > 50 for event in in_runs)
+
+    # When one collector takes the trades one by one and another (after a clean slate) in runs
+    first = await Collector(ListSource(one_by_one)).run()
+    expected = await sync_to_async(all_stored)(instrument.id)
+    await sync_to_async(Bar.objects.all().delete)()
+    second = await Collector(ListSource(in_runs)).run()
+
+    # Then they stored the same bars, every field alike, and counted the same
+    assert await sync_to_async(all_stored)(instrument.id) == expected
+    assert len(expected) > 100
+    assert (second.trades, second.bars_stored, second.events) == (first.trades, first.bars_stored, first.events)

@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 
 from market.bars import build_bars
-from market.sources.base import ClockEvent, GapEvent, KlineEvent, SourceHealth, Subscription, TradeEvent
+from market.sources.base import (
+    ClockEvent,
+    GapEvent,
+    KlineEvent,
+    SourceHealth,
+    Subscription,
+    TradeBatch,
+    TradeEvent,
+)
 from market.sources.binance import BinanceParser, BinanceSource, from_exchange_symbol, to_exchange_symbol
 from market.sources.resilience import RetryPolicy
 from market.tests.conftest import SAMPLE_DATA
@@ -37,11 +45,15 @@ def futures_source_for(server: BinanceServer, **kwargs) -> BinanceSource:
     return BinanceSource.futures(ws_url=server.ws_url, rest_url=server.rest_url, policy=FAST, clock_lag_ms=0, **kwargs)
 
 
-async def collect_events(source, symbols, *, until, timeout=20.0) -> list[Any]:
-    events = []
+async def collect_events(source, symbols, *, until, timeout=20.0, batches=None) -> list[Any]:
+    """The source's events, a TradeBatch (a REST page) as the trade and clock events it stands for;
+    the batches themselves go to `batches` when given."""
+    events: list[Any] = []
     async with asyncio.timeout(timeout), aclosing(source.stream(symbols)) as stream:
         async for event in stream:
-            events.append(event)
+            events += flattened([event])
+            if batches is not None and isinstance(event, TradeBatch):
+                batches.append(event)
             if until(events):
                 break
     return events
@@ -167,7 +179,7 @@ async def test_missed_trade_ids_whose_fill_fails_are_fetched_after_the_reconnect
         async def consume() -> None:
             async with aclosing(source.stream({"XRP/ETH": None})) as stream:
                 async for event in stream:
-                    received.append(event)
+                    received.extend(flattened([event]))
 
         def trade_ids() -> list[int]:
             return [int(event.trade.trade_id) for event in received if isinstance(event, TradeEvent)]
@@ -285,12 +297,16 @@ async def test_after_a_restart_it_fetches_the_trades_since_the_resume_point_over
         def done(events):
             return kinds(events)["TradeEvent"] >= 400 and server.finished
 
-        events = await collect_events(source, {"XRP/ETH": resume_after}, until=done)
+        batches: list[TradeBatch] = []
+        events = await collect_events(source, {"XRP/ETH": resume_after}, until=done, batches=batches)
 
     # Then it fetched trades 200..399 over REST, then streamed the rest live, in order, once each
     ids = [int(event.trade.trade_id) for event in events if isinstance(event, TradeEvent)]
     assert ids == [trade.rest_row["a"] for trade in trades[200:600]]  # type: ignore[index]
     assert any("startTime" in request for request in server.rest_requests)
+    # the REST pages as runs of trades: one event a page, not one a trade
+    assert sum(len(batch.run) for batch in batches) >= 200
+    assert len(batches) <= 2
     assert not [event for event in events if isinstance(event, GapEvent)]
 
 
@@ -351,3 +367,62 @@ def test_bars_built_from_the_recorded_xrp_trades_match_freqtrades_candles():
     messages = messages_from_ccxt_trades(XRP_OLD, "XRPETH")
     bars = build_bars(trade_from_rest(m.rest_row) for m in messages if m.rest_row is not None)
     assert len(bars) == 2_469
+
+
+def one_by_one(parser: BinanceParser, raws) -> list[Any]:
+    events = []
+    for raw in raws:
+        event, _ = parser.parse(raw)
+        if event is not None:
+            events.append(event)
+        clock = parser.clock_event()
+        if clock is not None:
+            events.append(clock)
+    return events
+
+
+def flattened(events) -> list[Any]:
+    """TradeBatch events as the trade and clock events they stand for."""
+    flat = []
+    for event in events:
+        if not isinstance(event, TradeBatch):
+            flat.append(event)
+            continue
+        clocks = dict(event.run.clocks)
+        for index, trade in enumerate(event.run.trades()):
+            flat.append(TradeEvent(event.symbol, trade))
+            if index in clocks:
+                flat.append(ClockEvent(clocks[index]))
+    return flat
+
+
+def test_parse_many_gives_the_events_of_parse_message_by_message_with_trade_runs_gathered():
+    # Given the futures recording's trades and klines, with resent trades, a jump in the ids, a
+    # trade of a symbol not tracked and malformed messages mixed in
+    recorded = [message.text for message in messages_from_cryptofeed(CRYPTOFEED / "BINANCE_FUTURES.ws.1.0")]
+    trades = [text for text in recorded if "aggTrade" in text]
+    messed_up: list[bytes | str] = [*recorded[:40], *trades[20:25], *recorded[40:60], b"\x00\xff not json"]
+    messed_up += recorded[60:]
+    jump = trades[-1].replace('"a":', '"a":1000', 1)  # an id far beyond: the builder notes the hole
+    messed_up += [jump, b'{"result":null,"id":1}', trades[-1]]
+
+    def parser() -> BinanceParser:
+        parser = BinanceParser(SourceHealth(), clock_lag_ms=1000)
+        for symbol in ("SUSHI/USDT", "CTK/USDT", "AKRO/USDT"):  # not KEEP/USDT
+            parser.track(symbol)
+        return parser
+
+    single, many = parser(), parser()
+
+    # When one parser takes them one by one, the other all at once
+    expected = one_by_one(single, messed_up)
+    events = many.parse_many(messed_up)
+
+    # Then the events are the same once the runs are spread out again, and so is what the parsers know
+    assert flattened(events) == expected
+    runs = [len(event.run) for event in events if isinstance(event, TradeBatch)]
+    assert len(runs) > 10
+    assert max(runs) > 1
+    assert (many.health.messages, many.health.rejected) == (single.health.messages, single.health.rejected)
+    assert many.states == single.states
+    assert many.clock == single.clock
