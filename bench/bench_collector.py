@@ -341,6 +341,8 @@ def run() -> Iterator[dict[str, Any]]:
 
     from django.db import connection
 
+    from market.collector import settle_memory
+
     # A subscriber that reads nothing fills its channel: channels_redis logs every bar it then drops.
     logging.getLogger("channels_redis").setLevel(logging.WARNING)
 
@@ -356,6 +358,7 @@ def run() -> Iterator[dict[str, Any]]:
 
     instrument_id = make_instrument()
     use_private_channel_prefix()
+    settle_memory()  # as `manage.py collect` does before its collector starts
     vendor = connection.vendor
     layer = "redis" if os.environ.get("REDIS_URL") else "inmemory"
     for subscribed, label in ((False, "no_subscriber"), (True, "one_subscriber")):

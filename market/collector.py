@@ -19,6 +19,7 @@ Cancelling `run` (SIGTERM) stores the open bars as non-final and flushes before 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 import zlib
@@ -163,6 +164,23 @@ def backfill_gap(instrument_id: int, start_ms: int, end_ms: int) -> None:
 
     close_old_connections()
     request_gap_fill(instrument_id, utc_from_ms(start_ms), utc_from_ms(end_ms))
+
+
+def settle_memory() -> None:
+    """Call once before a long-running collector starts: load the indicator engine it will need
+    (pandas-ta, numba, TA-Lib) and move every object alive now out of the garbage collector's
+    sight (`gc.freeze`).
+
+    Why: a collector makes and drops millions of small records (trades, bars, rows). Each of the
+    cyclic collector's full passes, a few a minute in a catch-up, otherwise walks every object of
+    Django, pandas and numba as well: about 150 ms a pass here, over a tenth of the benchmark's time.
+    Frozen objects are never collected, which costs nothing: they live as long as the process."""
+    from indicators.compute import EngineMissing, pandas_ta_with_talib  # imported here: indicators builds on market
+
+    with suppress(EngineMissing):  # its absence is reported where indicators are computed
+        pandas_ta_with_talib()
+    gc.collect()
+    gc.freeze()
 
 
 def _store(rows: Sequence[BarRow]) -> None:
