@@ -16,8 +16,10 @@ Measured side by side, best of a few rounds (the machine is shared, see bench/RE
   gathered into TradeBatch events);
 - parse_build: the same plus deduplication and 1m bar building (`BarBuilder.add_run`; the pure core,
   no I/O);
-- pipeline: one `Collector` doing all of it, storing final bars through the bar store and
-  publishing them to the channel layer, as fast as possible. Goal: 200,000 messages/s. Twice: with
+- pipeline: one `Collector` doing all of it (the messages parsed as above, the runs reaching it as
+  TradeBatch events, as a REST catch-up's pages do; the process settled with
+  `collector.settle_memory` as `manage.py collect` settles it), storing final bars through the bar
+  store and publishing them to the channel layer, as fast as possible. Goal: 200,000 messages/s. Twice: with
   nobody subscribed to the instrument (the collector then skips publishing, after asking Redis in
   one round trip; most instruments, most of the time), and with one subscriber (every final bar is
   broadcast with its live indicator values: one channels_redis group_send per series and batch of
