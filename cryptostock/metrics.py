@@ -127,8 +127,8 @@ def collector_metrics(statuses: list[CollectorStatus], now: datetime, stale_seco
     )
     for status in statuses:
         key = [status.name, status.source]
-        age = (now - status.updated_at).total_seconds()
-        up.add_metric(key, float(status.state != CollectorState.STOPPED and age <= stale_seconds))
+        running = status.state != CollectorState.STOPPED
+        up.add_metric(key, float(running and not status.is_stale(now, stale_seconds)))
         for choice in CollectorState.values:
             state.add_metric([*key, choice], float(status.state == choice))
         for choice in BREAKER_STATES:
@@ -137,7 +137,7 @@ def collector_metrics(statuses: list[CollectorStatus], now: datetime, stale_seco
             family.add_metric(key, float(getattr(status, name)))
         for name, gauge in gauges.items():
             gauge.add_metric(key, float(getattr(status, name)))
-        report_age.add_metric(key, age)
+        report_age.add_metric(key, (now - status.updated_at).total_seconds())
         if status.last_message_at is not None:
             message_age.add_metric(key, (now - status.last_message_at).total_seconds())
         for reason, count in sorted(status.rejected_reasons.items()):

@@ -287,10 +287,14 @@ class CollectorState(models.TextChoices):
 
 class CollectorStatusQuerySet(models.QuerySet["CollectorStatus"]):
     def stale(self, now: datetime, max_age_seconds: float) -> CollectorStatusQuerySet:
-        """Collectors that should be running but have not reported for `max_age_seconds`."""
-        return self.exclude(state=CollectorState.STOPPED).filter(
-            updated_at__lt=now - timedelta(seconds=max_age_seconds)
-        )
+        """Collectors that should be running but have not reported for `max_age_seconds`
+        (`CollectorStatus.is_stale` in SQL)."""
+        return self.exclude(state=CollectorState.STOPPED).filter(updated_at__lt=stale_before(now, max_age_seconds))
+
+
+def stale_before(now: datetime, max_age_seconds: float) -> datetime:
+    """A running collector whose last report is older than this is stale."""
+    return now - timedelta(seconds=max_age_seconds)
 
 
 class CollectorStatus(models.Model):
@@ -331,6 +335,11 @@ class CollectorStatus(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: {self.state}"
+
+    def is_stale(self, now: datetime, max_age_seconds: float) -> bool:
+        """Should be running (not stopped) but has not reported for `max_age_seconds`: what /ready
+        and /api/v1/collectors/ call stale (`CollectorStatusQuerySet.stale` in Python)."""
+        return self.state != CollectorState.STOPPED and self.updated_at < stale_before(now, max_age_seconds)
 
 
 # --- Watchlists: the instruments each user follows on the overview page ---

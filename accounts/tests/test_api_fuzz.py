@@ -22,7 +22,7 @@ from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.renderers import OpenApiJsonRenderer
 from hypothesis import HealthCheck, settings
 from rest_framework_simplejwt.tokens import RefreshToken
-from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from cryptostock.wsgi import application
 from market.barstore import BarRow
@@ -86,17 +86,8 @@ schema.config.generation.update(max_examples=EXAMPLES)
 # unknown time zone, an alert rule whose parameters do not fit its condition.
 EXCLUDED_CHECKS = [positive_data_acceptance]
 
-# Operations that still ignore a malformed query parameter (`?rule=null`) instead of refusing it with
-# a 400 that names it, as the rest of the API does. To be removed from here as they are fixed.
-LENIENT_QUERY_PARAMETERS = {
-    ("GET", "/api/v1/quality/"),  # `?timeframe=` is taken for "not given" (DRF's HTML-form rule for QueryDicts)
-}
-
 
 @schema.parametrize()
 @settings(deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_input_makes_the_api_fail_or_leave_its_schema(case, wsgi_app, admin_headers):
-    excluded = list(EXCLUDED_CHECKS)
-    if (case.method, case.path) in LENIENT_QUERY_PARAMETERS:
-        excluded.append(negative_data_rejection)
-    case.call_and_validate(headers=admin_headers, excluded_checks=excluded)
+    case.call_and_validate(headers=admin_headers, excluded_checks=EXCLUDED_CHECKS)

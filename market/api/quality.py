@@ -12,6 +12,7 @@ from rest_framework.response import Response
 
 from market.api.permissions import MarketDataAccess
 from market.api.serializers import MAX_ID
+from market.api.views import query_data
 from market.models import QualityFinding, QualityReport
 from market.timeframes import TIMEFRAMES
 
@@ -68,7 +69,7 @@ class QualityReportListView(generics.ListAPIView[QualityReport]):
         return super().get(request, *args, **kwargs)
 
     def get_queryset(self) -> QuerySet[QualityReport]:
-        query = QualityQuerySerializer(data=self.request.query_params)
+        query = QualityQuerySerializer(data=query_data(self.request))
         query.is_valid(raise_exception=True)
         params = query.validated_data
         reports = QualityReport.objects.select_related("instrument__exchange").prefetch_related("findings")

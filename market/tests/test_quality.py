@@ -243,6 +243,9 @@ def test_the_api_lists_reports_with_findings_filtered(viewer_client, stored_ada)
     assert [(f["kind"], f["count"]) for f in report["findings"]][-1] == ("gap", 33)
     assert by_day["results"][0]["findings"] == []
     assert viewer_client.get("/api/v1/quality/", {"timeframe": "2m"}).status_code == 400
+    # An empty value is a bad value too, not "not given"
+    empty = viewer_client.get("/api/v1/quality/?timeframe=")
+    assert (empty.status_code, list(empty.json()["error"]["fields"])) == (400, ["timeframe"])
     # Beyond a bigint: a 400 naming the filter, not a database error (SQLite cannot bind it).
     too_big = viewer_client.get("/api/v1/quality/", {"instrument": "99999999999999999999999"})
     assert (too_big.status_code, list(too_big.json()["error"]["fields"])) == (400, ["instrument"])
