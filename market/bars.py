@@ -215,7 +215,8 @@ class BarBuilder:
 
     def add_run(self, run: TradeRun) -> list[MinuteBar]:
         """`add` for each trade of the run, with `close_until` at each of its clock points: the same
-        bars, the same counts, in the same order, for about a third of the time. A run of new
+        bars, the same counts, in the same order, in about 60% of the time that building each `Trade`
+        and calling `add` takes (0.52 against 0.87 µs a trade on the real XRP/ETH trades). A run of new
         sequence numbers (the usual case) is judged as a whole, and the trades that extend the open
         bar take a loop that makes no record per trade; a run that repeats numbers already seen goes
         through `add` trade by trade."""
