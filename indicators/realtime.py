@@ -261,8 +261,12 @@ def _bars_up_to(
     return queries.load_bars(instrument_id, timeframe, times[0], times[-1] + 1, before=size - 1), None
 
 
+_ROW_FIELDS = tuple(BarRow._fields.index(name) for name in COLUMNS)
+
+
 def _rows_as_bars(rows: list[BarRow], times: list[int]) -> Bars:
-    return Bars.from_columns(times, *([getattr(row, name) for row in rows] for name in COLUMNS))
+    columns = list(zip(*rows, strict=True))  # one transposition in C, not a Python loop per column
+    return Bars.from_columns(times, *(columns[field] for field in _ROW_FIELDS))
 
 
 def _concatenated(first: Bars, second: Bars) -> Bars:
