@@ -448,3 +448,15 @@ async def test_trades_that_come_in_runs_store_the_same_bars_as_trades_one_by_one
     assert await sync_to_async(all_stored)(instrument.id) == expected
     assert len(expected) > 100
     assert (second.trades, second.bars_stored, second.events) == (first.trades, first.bars_stored, first.events)
+
+
+def test_settling_a_collector_process_loads_the_indicator_engine_and_freezes_what_is_alive():
+    import gc
+    import sys
+
+    try:
+        collector_module.settle_memory()
+        assert "pandas_ta" in sys.modules  # its first use would otherwise come in the middle of a catch-up
+        assert gc.get_freeze_count() > 100_000  # Django, pandas, numba: out of the cyclic collector's sight
+    finally:
+        gc.unfreeze()  # this is a test process, not a collector
