@@ -178,21 +178,8 @@ class BarBuilder:
         minute = time_ms - time_ms % MINUTE_MS
         current = self.current
         if current is not None and minute == current.time_ms:
-            # MinuteBar.take, inlined: this is the line every trade goes through.
             self.stats.accepted += 1
-            if price > current.high:
-                current.high = price
-            elif price < current.low:
-                current.low = price
-            if time_ms >= current.last_ms:
-                current.close = price
-                current.last_ms = time_ms
-            elif time_ms < current.first_ms:
-                current.open = price
-                current.first_ms = time_ms
-            current.volume += amount
-            current.trades += 1
-            current.notional += price * amount
+            current.take(time_ms, price, amount)
             return []
         return self._place(trade, minute)
 
