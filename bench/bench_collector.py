@@ -17,8 +17,8 @@ Measured side by side, best of a few rounds (the machine is shared, see bench/RE
 - parse_build: the same plus deduplication and 1m bar building (`BarBuilder.add_run`; the pure core,
   no I/O);
 - pipeline: one `Collector` doing all of it (the messages parsed as above, the runs reaching it as
-  TradeBatch events, as a REST catch-up's pages do; the process settled with
-  `collector.settle_memory` as `manage.py collect` settles it), storing final bars through the bar
+  TradeBatch events, as a REST catch-up's pages do; the process prepared with
+  `collector.prepare_process` as `manage.py collect` prepares its own), storing final bars through the bar
   store and publishing them to the channel layer, as fast as possible. Goal: 200,000 messages/s. Twice: with
   nobody subscribed to the instrument (the collector then skips publishing, after asking Redis in
   one round trip; most instruments, most of the time), and with one subscriber (every final bar is
@@ -343,7 +343,7 @@ def run() -> Iterator[dict[str, Any]]:
 
     from django.db import connection
 
-    from market.collector import settle_memory
+    from market.collector import prepare_process
 
     # A subscriber that reads nothing fills its channel: channels_redis logs every bar it then drops.
     logging.getLogger("channels_redis").setLevel(logging.WARNING)
@@ -360,7 +360,7 @@ def run() -> Iterator[dict[str, Any]]:
 
     instrument_id = make_instrument()
     use_private_channel_prefix()
-    settle_memory()  # as `manage.py collect` does before its collector starts
+    prepare_process()  # as `manage.py collect` does before its collector starts
     vendor = connection.vendor
     layer = "redis" if os.environ.get("REDIS_URL") else "inmemory"
     for subscribed, label in ((False, "no_subscriber"), (True, "one_subscriber")):

@@ -450,13 +450,16 @@ async def test_trades_that_come_in_runs_store_the_same_bars_as_trades_one_by_one
     assert (second.trades, second.bars_stored, second.events) == (first.trades, first.bars_stored, first.events)
 
 
-def test_settling_a_collector_process_loads_the_indicator_engine_and_freezes_what_is_alive():
+def test_preparing_a_collector_process_loads_the_indicator_engine_freezes_the_heap_and_shortens_gil_turns():
     import gc
     import sys
 
+    switch = sys.getswitchinterval()
     try:
-        collector_module.settle_memory()
+        collector_module.prepare_process()
         assert "pandas_ta" in sys.modules  # its first use would otherwise come in the middle of a catch-up
         assert gc.get_freeze_count() > 100_000  # Django, pandas, numba: out of the cyclic collector's sight
+        assert sys.getswitchinterval() == pytest.approx(collector_module.GIL_SWITCH_SECONDS)
     finally:
         gc.unfreeze()  # this is a test process, not a collector
+        sys.setswitchinterval(switch)

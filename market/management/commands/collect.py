@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from market.collector import Collector, CollectorStats, settle_memory
+from market.collector import Collector, CollectorStats, prepare_process
 from market.sample import replay_recordings
 from market.sources import SOURCE_NAMES, SourceConfig, build_source
 from market.sources.resilience import RetryPolicy
@@ -133,7 +133,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         collector = build_collector(options)
-        settle_memory()
+        prepare_process()
         stats = asyncio.run(self._run_until_signalled(collector))
         self.stdout.write(f"collector stopped: {stats}")
 

@@ -16,7 +16,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from market.collector import settle_memory
+from market.collector import prepare_process
 from market.management.commands.collect import add_collector_arguments, build_collector
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class Command(BaseCommand):
         jobs: list[Callable[[], Coroutine[Any, Any, Any]]] = []
         if options["source"]:
             jobs.append(build_collector(options).run)
-            settle_memory()
+            prepare_process()
         if options["rollup"]:
             from market.rollup import roll_up_periodically
 
