@@ -11,7 +11,9 @@ under load the first process to wake took them all (measured: all 16 of wrk's co
 process, 9 s of CPU against 0 s in the other, the server working at one core's pace). Where the
 platform cannot spread a port over sockets (not Linux), the workers share one socket as before.
 HTTP and WebSockets both go to whichever process accepts (each consumer reaches the others through
-the Redis channel layer, as with several hosts).
+the Redis channel layer, as with several hosts). Each worker is daphne with HTTP flow control
+(`cryptostock.daphne_server`): a streamed response waits for a slow client instead of piling up in
+the worker's memory.
 
 Supervision is deliberately minimal: when one daphne exits, the others are stopped and this exits
 with its status, so the container's restart policy starts a clean set (only a worker failing while
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -82,10 +83,9 @@ def listening_socket(host: str, port: int, backlog: int, *, reuse_port: bool) ->
 
 
 def daphne_command(fd: int, args: argparse.Namespace) -> list[str]:
-    # The daphne beside this interpreter (the virtualenv's), whatever PATH says.
-    daphne = Path(sys.executable).with_name("daphne")
-    executable = str(daphne) if daphne.exists() else shutil.which("daphne") or "daphne"
-    return [executable, "--fd", str(fd), *args.daphne_args, args.application]
+    # daphne's command line with HTTP flow control (cryptostock.daphne_server), run by this
+    # interpreter (the virtualenv's), whatever PATH says.
+    return [sys.executable, "-m", "cryptostock.daphne_server", "--fd", str(fd), *args.daphne_args, args.application]
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -109,3 +109,62 @@ def test_connections_arriving_together_are_spread_over_both_daphne_processes(web
             client.close()
     assert sum(counts) == 32
     assert min(counts) >= 4, counts
+
+
+def resident_kb(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "the server exited"
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+def slow_download(port: int, *, slow_bytes: int, seconds: float) -> tuple[socket.socket, int]:
+    """GET / with a small receive buffer, reading `slow_bytes` spread over `seconds`."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    received, step = 0, slow_bytes * 0.02 / seconds
+    while received < slow_bytes:
+        received += len(sock.recv(int(step)))
+        time.sleep(0.02)
+    return sock, received
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the server's memory from /proc")
+def test_a_slow_client_holds_up_a_streamed_response_instead_of_filling_the_servers_memory():
+    # Given the web server (daphne with flow control) streaming 40 MB in 1 MB pieces
+    port = free_port()
+    command = [sys.executable, "-m", "cryptostock.daphne_server", "-b", "127.0.0.1", "-p", str(port)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    server = subprocess.Popen([*command, "market.tests.streaming_app:application"], cwd=ROOT, env=env)
+    try:
+        wait_for_port(port, server)
+        before = resident_kb(server.pid)
+
+        # When a client takes 2 MB of it over two seconds
+        sock, received = slow_download(port, slow_bytes=2_000_000, seconds=2.0)
+        grown = resident_kb(server.pid) - before
+
+        # Then the server has not made (and held) the rest meanwhile: daphne alone grows by the whole
+        # 40 MB within the first second
+        assert grown < 12_000, f"the server grew by {grown} kB while the client was slow"
+        # and the client still gets every byte once it reads at full speed
+        with sock:
+            while chunk := sock.recv(1 << 20):
+                received += len(chunk)
+                if chunk.endswith(b"0\r\n\r\n"):
+                    break
+        assert received > 40_000_000
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -39,10 +39,11 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         # daphne.server installs Twisted's asyncio reactor on import; it must come before twisted.
-        from daphne.server import Server, twisted_loop
+        from daphne.server import twisted_loop
         from twisted.internet import defer, reactor
 
         from cryptostock.asgi import application
+        from cryptostock.daphne_server import FlowControlledServer
 
         jobs: list[Callable[[], Coroutine[Any, Any, Any]]] = []
         if options["source"]:
@@ -73,4 +74,4 @@ class Command(BaseCommand):
 
         endpoint = f"tcp:port={options['port']}:interface={options['host']}"
         self.stdout.write(f"cryptostock is serving at http://{options['host']}:{options['port']}/", self.style.SUCCESS)
-        Server(application=application, endpoints=[endpoint], signal_handlers=True).run()
+        FlowControlledServer(application=application, endpoints=[endpoint], signal_handlers=True).run()
