@@ -6,6 +6,8 @@ A benchmark is a module `bench/bench_<name>.py` with `run() -> Iterable[dict]`, 
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 
@@ -22,3 +24,14 @@ def measurement(name: str, value: float, unit: str, baseline: float | None = Non
         "baseline": None if baseline is None else round(baseline, 1),
         "ratio": None if not baseline else round(value / baseline, 3),
     }
+
+
+def best_rate(count: int, run: Callable[[], object], rounds: int) -> float:
+    """`count` divided by the fastest of `rounds` timed calls of `run`: things per second at best,
+    since on a shared machine the slower rounds measure the neighbours as much as the code."""
+    best = 0.0
+    for _ in range(rounds):
+        started = time.perf_counter()
+        run()
+        best = max(best, count / (time.perf_counter() - started))
+    return best

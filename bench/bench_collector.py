@@ -49,7 +49,7 @@ from typing import Any
 
 import orjson
 
-from bench import BenchUnavailable, measurement
+from bench import BenchUnavailable, best_rate, measurement
 from cryptostock.webserver import NotServing, wait_until_serving
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,15 +81,6 @@ def stream_messages(rows: list[dict[str, Any]], repeats: int) -> list[bytes]:
             data.update(a=row["a"] + id_shift, T=row["T"] + shift)
             messages.append(orjson.dumps({"stream": "xrpeth@aggTrade", "data": data}))
     return messages
-
-
-def best_rate(count: int, run: Callable[[], object], rounds: int = ROUNDS) -> float:
-    best = 0.0
-    for _ in range(rounds):
-        started = time.perf_counter()
-        run()
-        best = max(best, count / (time.perf_counter() - started))
-    return best
 
 
 def floor(messages: list[bytes]) -> None:
@@ -351,11 +342,11 @@ def run() -> Iterator[dict[str, Any]]:
     rows = recorded_rows()
     messages = stream_messages(rows, REPEATS)
     count = len(messages)
-    floor_rate = best_rate(count, lambda: floor(messages))
+    floor_rate = best_rate(count, lambda: floor(messages), ROUNDS)
     yield measurement("collector.floor.orjson_loads", floor_rate, UNIT)
-    yield measurement("collector.parse.vs_floor", best_rate(count, lambda: parse(messages)), UNIT, floor_rate)
+    yield measurement("collector.parse.vs_floor", best_rate(count, lambda: parse(messages), ROUNDS), UNIT, floor_rate)
     yield measurement(
-        "collector.parse_build.vs_floor", best_rate(count, lambda: parse_build(messages)), UNIT, floor_rate
+        "collector.parse_build.vs_floor", best_rate(count, lambda: parse_build(messages), ROUNDS), UNIT, floor_rate
     )
 
     instrument_id = make_instrument()

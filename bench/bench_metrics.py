@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bench import BenchUnavailable, measurement
+from bench import BenchUnavailable, best_rate, measurement
 
 REQUESTS = 3000
 ROUNDS = 5
@@ -35,15 +35,6 @@ FULL = (
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 )
-
-
-def best_rate(count: int, run: Callable[[], object]) -> float:
-    best = 0.0
-    for _ in range(ROUNDS):
-        started = time.perf_counter()
-        run()
-        best = max(best, count / (time.perf_counter() - started))
-    return best
 
 
 def health_rates(chains: list[list[str]]) -> list[float]:
@@ -122,7 +113,7 @@ def run() -> Iterator[dict[str, Any]]:
     make_world()
     client = Client(HTTP_HOST="127.0.0.1")
     assert client.get("/metrics").status_code == 200
-    scrape = best_rate(SCRAPES, lambda: [client.get("/metrics") for _ in range(SCRAPES)])
-    reads = best_rate(SCRAPES, lambda: [bare_reads() for _ in range(SCRAPES)])
+    scrape = best_rate(SCRAPES, lambda: [client.get("/metrics") for _ in range(SCRAPES)], ROUNDS)
+    reads = best_rate(SCRAPES, lambda: [bare_reads() for _ in range(SCRAPES)], ROUNDS)
     name = f"metrics.scrape.{COLLECTORS}_collectors_{INSTRUMENTS}_instruments.vs_bare_reads"
     yield measurement(name, scrape, "scrapes/s", reads)
