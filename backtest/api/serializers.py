@@ -17,7 +17,7 @@ from backtest.models import Backtest, Status
 from backtest.strategies import STRATEGIES, get_strategy
 from cryptostock.api_fields import StrictTextMixin
 from indicators.catalogue import ParamError
-from market.api.serializers import MAX_ID
+from market.api.serializers import MAX_ID, reject_empty_span
 from market.models import Instrument
 
 MAX_COST_BPS = 1000  # 10% per side: beyond any real venue; the engine itself accepts up to 10000
@@ -94,16 +94,16 @@ class BacktestSerializer(StrictTextMixin, serializers.ModelSerializer[Backtest])
         return reverse("backtest-result", kwargs={"version": "v1", "pk": backtest.pk})
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        start, end = attrs.get("start"), attrs.get("end")
-        if start is not None and end is not None and start >= end:
-            raise serializers.ValidationError({"end": ["end must be after start"]})
+        reject_empty_span(attrs)
         strategy = get_strategy(attrs["strategy"])
         try:
             values = strategy.resolve(attrs.get("parameters") or {})
         except ParamError as error:
             raise serializers.ValidationError({"parameters": {error.param: [error.message]}}) from None
         needed = strategy.min_bars(values)
-        if not services.has_enough_bars(attrs["instrument"].pk, attrs["timeframe"], start, end, needed):
+        if not services.has_enough_bars(
+            attrs["instrument"].pk, attrs["timeframe"], attrs.get("start"), attrs.get("end"), needed
+        ):
             raise serializers.ValidationError(
                 {
                     "timeframe": [

@@ -11,7 +11,7 @@ from rest_framework import serializers
 from cryptostock.api_fields import StrictTextMixin
 from exports.models import Export
 from exports.writers import FORMATS
-from market.api.serializers import MAX_ID, BarsQuerySerializer
+from market.api.serializers import MAX_ID, BarsQuerySerializer, reject_empty_span
 from market.models import Instrument
 from market.timeframes import TIMEFRAMES
 
@@ -88,7 +88,5 @@ class ExportSerializer(StrictTextMixin, serializers.ModelSerializer[Export]):
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        start, end = attrs.get("start"), attrs.get("end")
-        if start is not None and end is not None and start >= end:
-            raise serializers.ValidationError({"end": "end must be after start"})
+        reject_empty_span(attrs)
         return attrs

@@ -11,6 +11,7 @@ from rest_framework import serializers
 
 from indicators.catalogue import CATALOGUE, IndicatorSpec, ParamError
 from indicators.features import FEATURES_BY_NAME
+from market.api.serializers import reject_empty_span
 from market.timeframes import TIMEFRAMES
 
 KEY = re.compile(r"^(?P<name>[a-z]+)(@(?P<label>[A-Za-z0-9_-]{1,32}))?$")
@@ -67,9 +68,7 @@ class RangeQuerySerializer(serializers.Serializer[Any]):
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        start, end = attrs.get("start"), attrs.get("end")
-        if start is not None and end is not None and start >= end:
-            raise serializers.ValidationError({"end": "end must be after start"})
+        reject_empty_span(attrs)
         attrs.setdefault("limit", min(DEFAULT_LIMIT, settings.API_MAX_BARS))
         return attrs
 

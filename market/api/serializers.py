@@ -59,6 +59,14 @@ class InstrumentFilterSerializer(serializers.Serializer[Any]):
     active = serializers.BooleanField(required=False, help_text="true or false; absent: both")
 
 
+def reject_empty_span(attrs: dict[str, Any]) -> None:
+    """A 400 on `end` unless `start` comes before it (either may be absent): every query of a span of
+    bars (bars, features, exports, backtests) refuses an empty or reversed one alike."""
+    start, end = attrs.get("start"), attrs.get("end")
+    if start is not None and end is not None and start >= end:
+        raise serializers.ValidationError({"end": "end must be after start"})
+
+
 class BarsQuerySerializer(serializers.Serializer[Any]):
     """Validates the query string of the bars endpoint; names the bad parameter on error."""
 
@@ -81,9 +89,7 @@ class BarsQuerySerializer(serializers.Serializer[Any]):
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        start, end = attrs.get("start"), attrs.get("end")
-        if start is not None and end is not None and start >= end:
-            raise serializers.ValidationError({"end": "end must be after start"})
+        reject_empty_span(attrs)
         # Whether the instrument exists is the view's question: a cached response answers it.
         attrs.setdefault("limit", default_bars())
         return attrs
