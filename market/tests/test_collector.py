@@ -33,7 +33,12 @@ from market.sources.base import (
 from market.sources.binance import BinanceParser
 from market.tests.broadcasts import bar_frames
 from market.tests.conftest import SAMPLE_DATA
-from market.tests.servers.binance import BinanceServer, messages_from_ccxt_trades, messages_from_cryptofeed
+from market.tests.servers.binance import (
+    BinanceServer,
+    events_one_by_one,
+    messages_from_ccxt_trades,
+    messages_from_cryptofeed,
+)
 
 XRP_OLD = SAMPLE_DATA / "freqtrade" / "XRP_OLD-trades.json.gz"
 
@@ -427,12 +432,7 @@ async def test_trades_that_come_in_runs_store_the_same_bars_as_trades_one_by_one
     parser_one, parser_many = BinanceParser(SourceHealth()), BinanceParser(SourceHealth())
     for parser in (parser_one, parser_many):
         parser.track("XRP/ETH")
-    one_by_one: list[SourceEvent] = []
-    for text in texts:
-        event, _ = parser_one.parse(text)
-        one_by_one += [event] if event is not None else []
-        clock = parser_one.clock_event()
-        one_by_one += [clock] if clock is not None else []
+    one_by_one = events_one_by_one(parser_one, texts)
     in_runs = [
         event for start in range(0, len(texts), 100) for event in parser_many.parse_many(texts[start : start + 100])
     ]

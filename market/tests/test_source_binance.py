@@ -23,7 +23,13 @@ from market.sources.base import (
 from market.sources.binance import BinanceParser, BinanceSource, from_exchange_symbol, to_exchange_symbol
 from market.sources.resilience import RetryPolicy
 from market.tests.conftest import SAMPLE_DATA
-from market.tests.servers.binance import BinanceServer, Fault, messages_from_ccxt_trades, messages_from_cryptofeed
+from market.tests.servers.binance import (
+    BinanceServer,
+    Fault,
+    events_one_by_one,
+    messages_from_ccxt_trades,
+    messages_from_cryptofeed,
+)
 
 CRYPTOFEED = SAMPLE_DATA / "cryptofeed"
 XRP_OLD = SAMPLE_DATA / "freqtrade" / "XRP_OLD-trades.json.gz"
@@ -369,18 +375,6 @@ def test_bars_built_from_the_recorded_xrp_trades_match_freqtrades_candles():
     assert len(bars) == 2_469
 
 
-def one_by_one(parser: BinanceParser, raws) -> list[Any]:
-    events = []
-    for raw in raws:
-        event, _ = parser.parse(raw)
-        if event is not None:
-            events.append(event)
-        clock = parser.clock_event()
-        if clock is not None:
-            events.append(clock)
-    return events
-
-
 def flattened(events) -> list[Any]:
     """TradeBatch events as the trade and clock events they stand for."""
     flat = []
@@ -415,7 +409,7 @@ def test_parse_many_gives_the_events_of_parse_message_by_message_with_trade_runs
     single, many = parser(), parser()
 
     # When one parser takes them one by one, the other all at once
-    expected = one_by_one(single, messed_up)
+    expected = events_one_by_one(single, messed_up)
     events = many.parse_many(messed_up)
 
     # Then the events are the same once the runs are spread out again, and so is what the parsers know

@@ -20,6 +20,7 @@ import asyncio
 import gzip
 import json
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -32,6 +33,8 @@ from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
 from market.bars import MINUTE_MS
+from market.sources.base import SourceEvent
+from market.sources.binance import BinanceParser
 from market.sources.replay import read_cryptofeed
 from market.tests.servers.http import ReplayServer
 
@@ -317,3 +320,16 @@ class BinanceServer(ReplayServer):
             if start <= t <= end
         ]
         return web.json_response(rows[: int(params.get("limit", 500))])
+
+
+def events_one_by_one(parser: BinanceParser, raws: Iterable[bytes | str]) -> list[SourceEvent]:
+    """What the live adapter passes on for these messages: `parse`, then `clock_event`, per message."""
+    events: list[SourceEvent] = []
+    for raw in raws:
+        event, _ = parser.parse(raw)
+        if event is not None:
+            events.append(event)
+        clock = parser.clock_event()
+        if clock is not None:
+            events.append(clock)
+    return events
