@@ -81,16 +81,18 @@ class MarketConsumer(AsyncWebsocketConsumer):
         self._refused_in_a_row = 0
         self._closing = False
         user = await self._authenticate()
+        if user is not None:
+            # Public data needs no trip to the database thread (shared by every connection's snapshots).
+            self.may_read_market_data = settings.PUBLIC_MARKET_DATA or await _may_read_market_data(user)
+        if user is not None and user.is_authenticated:
+            # Joined before the handshake completes: an alert fired once the client sees the socket
+            # open must reach it (joined after, one fired in between was lost)
+            self.user_group = user_group(user.pk)
+            await self.channel_layer.group_add(self.user_group, self.channel_name)
         await self.accept()
         self.outbox.start()
         if user is None:
             self._refuse("unauthenticated", "sign in, or pass a valid access token as ?token=", CLOSE_UNAUTHENTICATED)
-            return
-        # Public data needs no trip to the database thread (shared by every connection's snapshots).
-        self.may_read_market_data = settings.PUBLIC_MARKET_DATA or await _may_read_market_data(user)
-        if user.is_authenticated:
-            self.user_group = user_group(user.pk)
-            await self.channel_layer.group_add(self.user_group, self.channel_name)
 
     async def _authenticate(self) -> Any | None:
         """The session's user, else the `?token=` access token's user, else AnonymousUser if anonymous

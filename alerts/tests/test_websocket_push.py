@@ -3,6 +3,8 @@ configured channel layer, and nobody else's."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
@@ -88,3 +90,25 @@ async def test_a_closed_connection_leaves_the_users_group(make_user, btc):
 
     assert (await second.receive_json_from(timeout=5))["type"] == "alert"
     await second.disconnect()
+
+
+async def test_an_alert_fired_as_soon_as_the_socket_opens_reaches_it(make_user, btc, monkeypatch):
+    # Given a slow permission check during the handshake (a busy database thread)
+    from market import consumers
+
+    check = consumers._may_read_market_data
+
+    async def slow_check(user):
+        await asyncio.sleep(0.3)
+        return await check(user)
+
+    monkeypatch.setattr(consumers, "_may_read_market_data", slow_check)
+    owner = await sync_to_async(make_user)()
+    socket = await connect(await sync_to_async(session_cookie)(owner))
+
+    # When an alert fires the moment the client sees the socket open
+    await sync_to_async(fire_rule)(owner, btc)
+
+    # Then the socket gets it: it joined its owner's group before the handshake completed
+    assert (await socket.receive_json_from(timeout=5))["type"] == "alert"
+    await socket.disconnect()
