@@ -184,7 +184,7 @@ def test_it_stores_the_same_bars_whether_appended_or_upserted(xrp_frame, instrum
 def test_it_upserts_when_another_writer_stored_a_new_key_first(xrp_bars, instrument, monkeypatch):
     # given a bar stored that the append check does not see (as if written after it looked)
     upsert_bars(xrp_bars[:1])
-    monkeypatch.setattr(barstore, "_newest_stored_times", lambda cursor, batch, starts: np.full(len(starts), -(2**63)))
+    monkeypatch.setattr(barstore, "_newest_stored_times", lambda cursor, ids, codes: np.full(len(ids), -(2**63)))
     paths = spy_on_write_paths(monkeypatch)
 
     result = upsert_bars(xrp_bars[:100])
@@ -334,7 +334,162 @@ def test_it_moves_a_time_in_another_zone_to_utc(xrp_bars, instrument):
     assert stored(instrument.id)[0][0] == xrp_bars[0].time
 
 
+# --- Big batches of rows, streamed in pieces into one COPY (PostgreSQL) ------------------------------
+
+only_postgresql = pytest.mark.skipif(connection.vendor != "postgresql", reason="the streamed COPY is PostgreSQL's")
+
+
+@pytest.fixture
+def in_pieces(monkeypatch) -> list[bool]:
+    """Batches of rows stream in pieces of 100 bars; records, per write, whether it streamed."""
+    monkeypatch.setattr(barstore, "_PIECE_ROWS", 100)
+    monkeypatch.setattr(barstore, "_STREAM_AT_LEAST", 1)
+    streamed: list[bool] = []
+    stream = barstore._append_streaming
+
+    def spy(*args):
+        result = stream(*args)
+        streamed.append(result is not None)
+        return result
+
+    monkeypatch.setattr(barstore, "_append_streaming", spy)
+    return streamed
+
+
+def in_key_order(rows: list[BarRow]) -> list[BarRow]:
+    return sorted(rows, key=lambda row: (row.instrument_id, barstore.TIMEFRAME_NAMES.index(row.timeframe), row.time))
+
+
+@only_postgresql
+@pytest.mark.parametrize("report_written", [False, True])
+def test_a_batch_streamed_in_pieces_stores_every_bar(xrp_bars, instrument, in_pieces, report_written):
+    result = upsert_bars(xrp_bars, report_written=report_written)
+
+    assert in_pieces == [True]
+    assert (result.inserted, result.updated, result.unchanged) == (len(xrp_bars), 0, 0)
+    assert stored(instrument.id) == stored_form(xrp_bars)
+    assert len(result.written) == (len(xrp_bars) if report_written else 0)
+    assert all(result.wrote(bar) for bar in xrp_bars) == report_written
+
+
+def moved_later(bars: list[BarRow]) -> list[BarRow]:
+    return [*bars[:700], *bars[701:760], bars[700], *bars[760:]]
+
+
+def with_a_duplicate(bars: list[BarRow]) -> list[BarRow]:
+    return [*bars[:900], bars[899]._replace(volume=9.0), *bars[900:]]
+
+
+def overlapping_another_series(bars: list[BarRow]) -> list[BarRow]:
+    """The bars, then the other instrument's from its 30th bar on: it has bars 0 to 39 stored."""
+    other_id = Instrument.objects.get(symbol="ADA/BTC").pk
+    return [*bars, *(bar._replace(instrument_id=other_id) for bar in bars[30:])]
+
+
+@only_postgresql
+@pytest.mark.parametrize("spoil", [moved_later, with_a_duplicate, overlapping_another_series])
+def test_a_batch_that_is_not_all_new_bars_in_key_order_takes_the_general_path(
+    xrp_bars, instrument, other_instrument, in_pieces, spoil
+):
+    # Given the other instrument's first 40 bars stored, and a batch that is not all new bars in
+    # key order: found past its first piece (out of order, duplicate) or before the COPY (overlap)
+    first_stored = [bar._replace(instrument_id=other_instrument.pk) for bar in xrp_bars[:40]]
+    upsert_bars(first_stored)
+    in_pieces.clear()
+    batch = spoil(xrp_bars)
+
+    result = upsert_bars(batch)
+
+    # Then the streamed COPY (if begun) was taken back and the general path stored every bar once,
+    # the last of a key winning, with nothing counted twice
+    assert in_pieces == [False]
+    last_of_key = {(bar.instrument_id, bar.time): bar for bar in batch}
+    stored_keys = {(bar.instrument_id, bar.time) for bar in first_stored}
+    assert result.inserted + result.updated + result.unchanged == len(batch)
+    assert result.inserted == len(last_of_key.keys() - stored_keys)
+    ours = [bar for bar in last_of_key.values() if bar.instrument_id == instrument.pk]
+    assert stored(instrument.id) == stored_form(ours)
+    assert Bar.objects.count() == len(last_of_key.keys() | stored_keys)
+
+
+@only_postgresql
+def test_an_invalid_bar_in_a_later_piece_is_named_by_its_place_in_the_batch(xrp_bars, in_pieces):
+    batch = [*xrp_bars[:450], xrp_bars[450]._replace(volume=-1.0), *xrp_bars[451:]]
+
+    with pytest.raises(InvalidBars, match=r"^1 of 2469 bars rejected, nothing written: bar 450 \(instrument"):
+        upsert_bars(batch)
+
+    assert in_pieces == [False]
+    assert Bar.objects.count() == PendingRollup.objects.count() == 0
+
+
+@only_postgresql
+def test_a_naive_time_in_a_later_piece_is_named_by_its_place_in_the_batch(xrp_bars, in_pieces):
+    batch = [*xrp_bars[:321], xrp_bars[321]._replace(time=xrp_bars[321].time.replace(tzinfo=None)), *xrp_bars[322:]]
+
+    with pytest.raises(InvalidBars, match=r"bar 321 .*time must be a timezone-aware datetime"):
+        upsert_bars(batch)
+    assert Bar.objects.count() == 0
+
+
+@only_postgresql
+def test_a_streamed_batch_of_an_unknown_instrument_is_refused(xrp_bars, instrument, in_pieces):
+    with pytest.raises(InvalidBars, match="no such instrument"):
+        upsert_bars([bar._replace(instrument_id=instrument.id + 1000) for bar in xrp_bars])
+    assert Bar.objects.count() == 0
+
+
+@only_postgresql
+def test_a_streamed_batch_upserts_when_another_writer_stored_a_new_key_first(
+    xrp_bars, instrument, in_pieces, monkeypatch
+):
+    # Given a bar stored that the append check does not see (as if written after it looked), and
+    # a store that notes the roll-up spans of its appends itself
+    upsert_bars(xrp_bars[700:701])
+    PendingRollup.objects.all().delete()
+    monkeypatch.setattr(barstore, "_newest_stored_times", lambda cursor, ids, codes: np.full(len(ids), -(2**63)))
+    monkeypatch.setattr(barstore, "_NOTE_ITSELF_AT_LEAST", 1)
+
+    result = upsert_bars(xrp_bars)
+
+    # Then the COPY hit the unique index in a later piece, was taken back, and the upsert took over
+    assert result == UpsertResult(inserted=len(xrp_bars) - 1, updated=0, unchanged=1)
+    assert stored(instrument.id) == stored_form(xrp_bars)
+    # and the roll-up trigger noted the upsert: the store's own notes went with the COPY
+    assert pending_spans() == daily_spans(instrument.pk, [*xrp_bars[:700], *xrp_bars[701:]])
+
+
 # --- The pure core --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "times",
+    [
+        [datetime(2024, 1, 1, 0, 1, 2, 345678, tzinfo=UTC), datetime(1969, 12, 31, 23, 59, tzinfo=UTC)],
+        [datetime(2024, 3, 10, 12, tzinfo=ZoneInfo("UTC")), datetime(2024, 3, 10, 12, 1, tzinfo=UTC)],
+        [pd.Timestamp("2024-01-01 00:00:00.0000015", tz="UTC"), pd.Timestamp("2024-01-01", tz="UTC")],
+        [datetime(2024, 11, 3, 1, 30, fold=1, tzinfo=ZoneInfo("America/New_York")), datetime(2024, 1, 1, tzinfo=UTC)],
+        [datetime(2300, 1, 1, tzinfo=UTC), datetime(1600, 1, 1, tzinfo=UTC)],
+    ],
+    ids=["utc", "two utc zones", "timestamps", "new york across dst", "beyond pandas' range"],
+)
+def test_open_times_convert_to_the_same_microseconds_in_bulk_as_one_by_one(times):
+    expected = [(time - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) for time in times]
+
+    assert barstore._microseconds(times).tolist() == expected
+
+
+def test_rows_convert_to_the_columns_their_values_give(xrp_bars):
+    bars = [xrp_bars[0]._replace(trades=None, vwap=None, final=False), xrp_bars[1]._replace(open=1, trades=7)]
+
+    columns = barstore.columns_from_rows(bars)
+
+    assert columns.open.tolist() == [bars[0].open, 1.0]
+    assert columns.trades.tolist()[1] == 7.0
+    assert math.isnan(columns.trades[0])
+    assert math.isnan(columns.vwap[0])
+    assert columns.final.tolist() == [False, True]
+    assert columns.timeframe.tolist() == [barstore.TIMEFRAME_NAMES.index("1m")] * 2
 
 
 def test_latest_wins_sorts_by_key_and_keeps_the_last_duplicate():
@@ -409,31 +564,72 @@ def pending_spans() -> list[tuple[int, datetime, datetime]]:
     return sorted(PendingRollup.objects.values_list("instrument_id", "first_time", "last_time"))
 
 
-def test_it_notes_the_1m_bars_it_writes_for_the_rollup(xrp_bars, instrument, other_instrument):
+def daily_spans(instrument_id: int, bars: list[BarRow]) -> list[tuple[int, datetime, datetime]]:
+    """One span per UTC day of the bars: what the PostgreSQL trigger notes for one statement."""
+    days = sorted({bar.time.date() for bar in bars})
+    return [
+        (
+            instrument_id,
+            min(bar.time for bar in bars if bar.time.date() == day),
+            max(bar.time for bar in bars if bar.time.date() == day),
+        )
+        for day in days
+    ]
+
+
+@pytest.mark.parametrize(
+    "noted_by",
+    [
+        "the trigger",
+        pytest.param("the store", marks=only_postgresql),
+        pytest.param("the store, in pieces", marks=only_postgresql),
+    ],
+)
+def test_it_notes_the_1m_bars_it_writes_for_the_rollup(xrp_bars, instrument, other_instrument, monkeypatch, noted_by):
     # Given 1m bars of two instruments over three UTC days, and an hourly bar
     other_bars = [bar._replace(instrument_id=other_instrument.pk) for bar in xrp_bars[:10]]
     hourly = xrp_bars[0]._replace(timeframe="1h")
+    if noted_by != "the trigger":  # the store notes its appends itself, as it does for big ones
+        monkeypatch.setattr(barstore, "_NOTE_ITSELF_AT_LEAST", 1)
+    if noted_by == "the store, in pieces":  # spans cut by the pieces are noted whole
+        monkeypatch.setattr(barstore, "_PIECE_ROWS", 100)
+        monkeypatch.setattr(barstore, "_STREAM_AT_LEAST", 1)
 
-    upsert_bars([*xrp_bars, *other_bars, hourly])
+    upsert_bars(in_key_order([*xrp_bars, *other_bars, hourly]))
 
     # Then every 1m bar lies in a span of its instrument; the hourly bar is not the roll-up's business
     spans = pending_spans()
     for bar in [*xrp_bars, *other_bars]:
         assert any(key == bar.instrument_id and first <= bar.time <= last for key, first, last in spans)
     if on_postgresql():  # one span per instrument and UTC day per statement (SQLite's trigger: one per bar)
-        days = sorted({bar.time.date() for bar in xrp_bars})
-        expected = [
-            (
-                instrument.pk,
-                min(b.time for b in xrp_bars if b.time.date() == day),
-                max(b.time for b in xrp_bars if b.time.date() == day),
-            )
-            for day in days
+        expected = [*daily_spans(instrument.pk, xrp_bars), *daily_spans(other_instrument.pk, other_bars)]
+        assert spans == sorted(expected)
+
+
+@only_postgresql
+def test_writes_after_a_noted_append_are_noted_by_the_trigger(xrp_bars, instrument, monkeypatch):
+    from django.db import transaction
+
+    monkeypatch.setattr(barstore, "_NOTE_ITSELF_AT_LEAST", 100)
+    with transaction.atomic():
+        upsert_bars(xrp_bars[:1000])  # noted by the store
+        upsert_bars(xrp_bars[1000:1010])  # too small: the trigger notes it, as it notes every other writer
+        Bar.objects.create(**xrp_bars[2000]._asdict())
+
+    assert pending_spans() == sorted(
+        [
+            *daily_spans(instrument.pk, xrp_bars[:1000]),
+            *daily_spans(instrument.pk, xrp_bars[1000:1010]),
+            *daily_spans(instrument.pk, xrp_bars[2000:2001]),
         ]
-        assert spans == sorted([*expected, (other_instrument.pk, other_bars[0].time, other_bars[-1].time)])
+    )
 
 
-def test_bars_of_other_timeframes_alone_note_nothing(xrp_bars):
+@pytest.mark.parametrize("noted_by", ["the trigger", pytest.param("the store", marks=only_postgresql)])
+def test_bars_of_other_timeframes_alone_note_nothing(xrp_bars, monkeypatch, noted_by):
+    if noted_by == "the store":
+        monkeypatch.setattr(barstore, "_NOTE_ITSELF_AT_LEAST", 1)
+
     upsert_bars([bar._replace(timeframe="1d") for bar in xrp_bars[:3]])
 
     assert pending_spans() == []

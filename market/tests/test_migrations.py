@@ -26,13 +26,18 @@ def latest() -> list[tuple[str, str]]:
     return MigrationExecutor(connection).loader.graph.leaf_nodes()
 
 
-@pytest.fixture
-def at_0007() -> Iterator[Apps]:
-    """The database migrated back to before the composite key; migrated to the latest afterwards."""
+def migrated_back_to(targets: list[tuple[str, str]]) -> Iterator[Apps]:
+    """The database migrated back to `targets` for a test, and to the latest afterwards."""
     try:
-        yield migrate(BEFORE_COMPOSITE_KEY)
+        yield migrate(targets)
     finally:
         migrate(latest())
+
+
+@pytest.fixture
+def at_0007() -> Iterator[Apps]:
+    """Before the composite key."""
+    yield from migrated_back_to(BEFORE_COMPOSITE_KEY)
 
 
 def stored(apps: Apps) -> list[tuple[Any, ...]]:
@@ -89,3 +94,35 @@ def test_after_the_migration_the_rollup_trigger_still_notes_changed_1m_bars(at_0
     # Then the roll-up's change log has it
     pending = apps.get_model("market", "PendingRollup").objects.values_list("first_time", "last_time")
     assert list(pending) == [(START, START)]
+
+
+BEFORE_STORE_NOTES = [("market", "0010_admin_role_views_arbitrage")]
+
+
+@pytest.fixture
+def at_0010() -> Iterator[Apps]:
+    """Before the store noted the roll-up spans of its own appends."""
+    yield from migrated_back_to(BEFORE_STORE_NOTES)
+
+
+def notes_of_a_write_while_the_store_says_it_noted(apps: Apps) -> int:
+    """How many roll-up notes a 1m bar written with `cryptostock.rollup_noted` on leaves behind."""
+    from django.db import transaction
+
+    apps.get_model("market", "PendingRollup").objects.all().delete()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('cryptostock.rollup_noted', 'on', true)")
+        apps.get_model("market", "Bar").objects.filter(timeframe="1m", time=START).update(volume=7.0)
+    return apps.get_model("market", "PendingRollup").objects.count()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite's triggers are not changed")
+@pytest.mark.django_db(transaction=True)
+def test_the_trigger_skips_what_the_store_noted_only_after_the_migration_and_not_after_its_reversal(at_0010):
+    store_some_bars(at_0010)
+    before = notes_of_a_write_while_the_store_says_it_noted(at_0010)
+
+    after = notes_of_a_write_while_the_store_says_it_noted(migrate(latest()))
+    reversed_ = notes_of_a_write_while_the_store_says_it_noted(migrate(BEFORE_STORE_NOTES))
+
+    assert (before, after, reversed_) == (1, 0, 1)
