@@ -17,7 +17,7 @@ measured numbers.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
@@ -299,7 +299,7 @@ def _broken_rules(batch: BarColumns) -> dict[str, npt.NDArray[np.bool_]]:
 def latest_wins(batch: BarColumns) -> BarColumns:
     """The batch sorted by (instrument, timeframe, time), one bar per key: the last one given."""
     keys = (batch.instrument_id, batch.timeframe, batch.time_us)
-    if not _strictly_increasing(*keys):  # already sorted and unique is the common case: skip the sort
+    if not _increasing(*keys, strictly=True):  # already sorted and unique is the common case: skip the sort
         order = np.lexsort(keys[::-1])  # stable, so equal keys keep their input order
         batch = batch.take(order)
         keys = (batch.instrument_id, batch.timeframe, batch.time_us)
@@ -308,12 +308,8 @@ def latest_wins(batch: BarColumns) -> BarColumns:
     return batch
 
 
-def _strictly_increasing(*keys: npt.NDArray[np.integer]) -> bool:
-    """Whether rows ordered by the keys (first key most significant) are strictly increasing."""
-    return _increasing(*keys, strictly=True)
-
-
 def _increasing(*keys: npt.NDArray[np.integer], strictly: bool) -> bool:
+    """Whether rows ordered by the keys (first key most significant) are increasing, or strictly."""
     if len(keys[0]) < 2:
         return True
     greater = np.zeros(len(keys[0]) - 1, dtype=np.bool_)
@@ -326,8 +322,16 @@ def _increasing(*keys: npt.NDArray[np.integer], strictly: bool) -> bool:
 
 def series_bounds(batch: BarColumns) -> tuple[Ints, Ints]:
     """For a sorted batch: where each (instrument, timeframe) series starts, and its length."""
-    starts = np.flatnonzero(np.append(True, _series_changes(batch.instrument_id, batch.timeframe)))
+    starts = _run_starts(batch.instrument_id, batch.timeframe)
     return starts, np.diff(np.append(starts, len(batch)))
+
+
+def _run_starts(*keys: npt.NDArray[np.integer]) -> Ints:
+    """Where each run of rows with equal keys starts."""
+    changes = np.zeros(max(len(keys[0]) - 1, 0), dtype=np.bool_)
+    for key in keys:
+        changes |= key[1:] != key[:-1]
+    return np.flatnonzero(np.append(True, changes))
 
 
 # --- Entry points ---------------------------------------------------------------------------------
@@ -464,13 +468,18 @@ def _append(cursor: CursorWrapper, batch: BarColumns) -> bool:
     writer stored one of these keys in the meantime; then nothing was written and the caller upserts."""
     try:
         with transaction.atomic(), connection.wrap_database_errors, _rollup_noted_here(cursor, len(batch)) as spans:
-            _copy_into(cursor, _TABLE, batch)
+            _copy_into(cursor, _TABLE, binary_copy_blocks(batch))
             spans.add(batch)
     except IntegrityError as error:
-        if isinstance(error.__cause__, pg_errors.UniqueViolation):
+        if _a_key_was_taken(error):
             return False
         raise
     return True
+
+
+def _a_key_was_taken(error: IntegrityError) -> bool:
+    """Whether an append failed because a concurrent writer stored one of its keys first."""
+    return isinstance(error.__cause__, pg_errors.UniqueViolation)
 
 
 # The roll-up triggers (migration 0004) find what a statement changed by grouping its transition
@@ -519,8 +528,7 @@ def _span_ends(instrument_ids: Ints, times_us: Ints) -> tuple[Ints, Ints]:
     as (instrument, time) pairs, the first bar's before the last bar's."""
     if len(times_us) == 0:
         return instrument_ids, times_us
-    day = times_us // _DAY_US
-    starts = np.flatnonzero(np.append(True, (instrument_ids[1:] != instrument_ids[:-1]) | (day[1:] != day[:-1])))
+    starts = _run_starts(instrument_ids, times_us // _DAY_US)
     ends = np.column_stack([starts, np.append(starts[1:], len(times_us)) - 1]).ravel()
     return instrument_ids[ends], times_us[ends]
 
@@ -576,7 +584,7 @@ TRUNCATE {_STAGING}
 def _upsert_via_staging(cursor: CursorWrapper, batch: BarColumns, report_written: bool) -> _Written:
     cursor.execute(_PREPARE_STAGING)
     with connection.wrap_database_errors:
-        _copy_into(cursor, _STAGING, batch)
+        _copy_into(cursor, _STAGING, binary_copy_blocks(batch))
     if not report_written:
         cursor.execute(_UPSERT_FROM_STAGING + _COUNT_WRITTEN)
         inserted, updated = cursor.fetchone()
@@ -587,9 +595,10 @@ def _upsert_via_staging(cursor: CursorWrapper, batch: BarColumns, report_written
     return _Written(inserted, len(rows) - inserted, [(key, timeframe, time) for _, key, timeframe, time in rows])
 
 
-def _copy_into(cursor: CursorWrapper, table: str, batch: BarColumns) -> None:
+def _copy_into(cursor: CursorWrapper, table: str, blocks: Iterable[memoryview | bytes]) -> None:
+    """Binary COPY of the blocks (binary_copy_blocks, _framed) into the table, each sent as made."""
     with cursor.cursor.copy(f"COPY {table} ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)") as copy:
-        for block in binary_copy_blocks(batch):
+        for block in blocks:
             copy.write(block)
 
 
@@ -618,24 +627,24 @@ def _append_streaming(rows: Sequence[BarRow], report_written: bool) -> UpsertRes
         return None
     starts, instrument_ids, codes = series
     written: list[BarKey] = []
+
+    def noted(pieces: Iterator[BarColumns], spans: _RollupSpans) -> Iterator[BarColumns]:
+        for piece in pieces:
+            spans.add(piece)
+            written.extend(_keys(piece) if report_written else ())
+            yield piece
+
     try:
         with transaction.atomic(), connection.wrap_database_errors, connection.cursor() as cursor:
             newest = _newest_stored_times(cursor, instrument_ids, codes)
             if not _series_start_after(rows, starts, newest):  # a re-upsert, most likely: no COPY to take back
                 return None
-            sql = f"COPY {_TABLE} ({_COLUMN_LIST}) FROM STDIN (FORMAT BINARY)"
-            with _rollup_noted_here(cursor, len(rows)) as spans, cursor.cursor.copy(sql) as copy:
-                copy.write(_SIGNATURE)
-                for piece in _new_bar_pieces(rows, starts):
-                    for block in _encoded_blocks(piece):
-                        copy.write(block)
-                    spans.add(piece)
-                    written.extend(_keys(piece) if report_written else ())
-                copy.write(_TRAILER)
+            with _rollup_noted_here(cursor, len(rows)) as spans:
+                _copy_into(cursor, _TABLE, _framed(noted(_new_bar_pieces(rows, starts), spans)))
     except (_NotAppendable, _UnknownInstruments):
         return None
     except IntegrityError as error:
-        if isinstance(error.__cause__, pg_errors.UniqueViolation):
+        if _a_key_was_taken(error):
             return None
         raise
     return UpsertResult(inserted=len(rows), written=frozenset(written))
@@ -650,7 +659,7 @@ def _series_of_sorted_rows(rows: Sequence[BarRow]) -> tuple[Ints, Ints, npt.NDAr
         return None
     if not _increasing(instrument_ids, codes, strictly=False):
         return None
-    starts = np.flatnonzero(np.append(True, _series_changes(instrument_ids, codes)))
+    starts = _run_starts(instrument_ids, codes)
     return starts, instrument_ids[starts], codes[starts]
 
 
@@ -661,11 +670,6 @@ def _series_start_after(rows: Sequence[BarRow], starts: Ints, newest: Ints) -> b
     except InvalidBars:
         return False
     return bool((first_times > newest).all())
-
-
-def _series_changes(instrument_ids: Ints, codes: npt.NDArray[np.int8]) -> npt.NDArray[np.bool_]:
-    """Per row after the first: whether it starts another series than the row before."""
-    return (instrument_ids[1:] != instrument_ids[:-1]) | (codes[1:] != codes[:-1])
 
 
 def _new_bar_pieces(rows: Sequence[BarRow], starts: Ints) -> Iterator[BarColumns]:
@@ -700,9 +704,14 @@ _BLOCK_ROWS = 65_536  # ~6 MB per write: big enough to amortize calls, small eno
 
 
 def binary_copy_blocks(batch: BarColumns) -> Iterator[memoryview | bytes]:
+    return _framed(batch.take(slice(start, start + _BLOCK_ROWS)) for start in range(0, len(batch), _BLOCK_ROWS))
+
+
+def _framed(pieces: Iterable[BarColumns]) -> Iterator[memoryview | bytes]:
+    """A whole binary COPY stream of the pieces, each encoded when the one before has been sent."""
     yield _SIGNATURE
-    for start in range(0, len(batch), _BLOCK_ROWS):
-        yield from _encoded_blocks(batch.take(slice(start, start + _BLOCK_ROWS)))
+    for piece in pieces:
+        yield from _encoded_blocks(piece)
     yield _TRAILER
 
 
