@@ -15,11 +15,23 @@ from accounts.services import set_role, user_roles
 pytestmark = pytest.mark.django_db
 
 
+def granted(group: Group) -> set[str]:
+    return {f"{p.content_type.app_label}.{p.codename}" for p in group.permissions.select_related("content_type")}
+
+
 def test_the_migration_makes_each_role_with_exactly_the_documented_permissions():
     for role in ROLES:
-        group = Group.objects.get(name=role)
-        granted = {f"{p.content_type.app_label}.{p.codename}" for p in group.permissions.select_related("content_type")}
-        assert granted == set(ROLE_PERMISSIONS[role]), role
+        assert granted(Group.objects.get(name=role)) == set(ROLE_PERMISSIONS[role]), role
+
+
+def test_a_role_whose_group_was_deleted_is_given_with_a_new_group_of_its_permissions(make_user):
+    Group.objects.filter(name__in=ROLES).delete()
+    user = make_user(ANALYST)
+
+    assert user_roles(user) == [ANALYST]
+    assert granted(Group.objects.get(name=ANALYST)) == set(ROLE_PERMISSIONS[ANALYST])
+    assert user.has_perm("accounts.own_backtests")
+    assert not Group.objects.filter(name__in=[VIEWER, ADMIN]).exists()  # only the role given is made again
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,7 @@ from alerts.tests.conftest import utc
 from cryptostock.asgi import application
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("close_thread_connections")]
-# Users here have no role: a transactional test's flush removes the role groups (a data migration)
-# for the transactional tests after it, and pushing an alert needs no capability.
+# Users here have no role: pushing an alert to its owner needs no capability.
 
 
 def session_cookie(user) -> bytes:

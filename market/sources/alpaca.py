@@ -42,13 +42,10 @@ from market.sources.base import (
     ExchangeBar,
     KlineEvent,
     MinuteClock,
-    Source,
     SourceEvent,
-    Subscription,
     TradeEvent,
-    as_subscription,
 )
-from market.sources.resilience import RetryPolicy, SourceUnavailable, reconnecting
+from market.sources.resilience import ReconnectingSource, RetryPolicy, SourceUnavailable
 
 if TYPE_CHECKING:
     from market.sources import SourceConfig
@@ -94,7 +91,7 @@ class _Ended(Exception):
 
 
 @dataclass
-class AlpacaSource(Source):
+class AlpacaSource(ReconnectingSource):
     api_key: str = ""
     secret_key: str = ""
     crypto: bool = False
@@ -127,16 +124,6 @@ class AlpacaSource(Source):
         self.health.breaker = self.policy.breaker()
         self.clock = MinuteClock(self.clock_lag_ms)
         self.last_trade_ms: dict[str, int] = {}  # per symbol: the time of the last trade passed on
-        self._subscription: Subscription | None = None
-
-    async def stream(self, symbols: Mapping[str, int | None]) -> AsyncGenerator[SourceEvent, None]:
-        self._subscription = as_subscription(symbols)
-        events = reconnecting(self.name, self._session, health=self.health, policy=self.policy)
-        try:
-            async for event in events:
-                yield event
-        finally:
-            await events.aclose()
 
     def _new_stream(self) -> Any:
         with warnings.catch_warnings():
@@ -155,8 +142,7 @@ class AlpacaSource(Source):
         return StockDataStream(self.api_key, self.secret_key, feed=DataFeed(self.feed), **common)
 
     async def _session(self, reconnect: bool) -> AsyncGenerator[SourceEvent, None]:
-        subscription = self._subscription
-        assert subscription is not None
+        subscription = self.subscription
         while not subscription:
             self.health.state = "idle"
             await subscription.wait_changed(subscription.version)

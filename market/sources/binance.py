@@ -51,15 +51,13 @@ from market.sources.base import (
     GapEvent,
     KlineEvent,
     MinuteClock,
-    Source,
     SourceEvent,
     SourceHealth,
     Subscription,
     TradeBatch,
     TradeEvent,
-    as_subscription,
 )
-from market.sources.resilience import RetryPolicy, SourceUnavailable, reconnecting
+from market.sources.resilience import ReconnectingSource, RetryPolicy, SourceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -431,7 +429,7 @@ def trade_from_rest(row: dict[str, Any]) -> Trade:
 
 
 @dataclass
-class BinanceSource(Source):
+class BinanceSource(ReconnectingSource):
     """Live Binance trades and klines for the subscribed symbols, gap-free across reconnects."""
 
     ws_url: str = "wss://stream.binance.com:9443"
@@ -462,21 +460,10 @@ class BinanceSource(Source):
     def __post_init__(self) -> None:
         self.health.breaker = self.policy.breaker()
         self.parser = BinanceParser(self.health, clock_lag_ms=self.clock_lag_ms)
-        self._subscription: Subscription | None = None
         self._request_ids = itertools.count(1)
 
-    async def stream(self, symbols: Mapping[str, int | None]) -> AsyncGenerator[SourceEvent, None]:
-        self._subscription = as_subscription(symbols)
-        events = reconnecting(self.name, self._session, health=self.health, policy=self.policy)
-        try:
-            async for event in events:
-                yield event
-        finally:
-            await events.aclose()
-
     async def _session(self, reconnect: bool) -> AsyncGenerator[SourceEvent, None]:
-        subscription = self._subscription
-        assert subscription is not None
+        subscription = self.subscription
         while not subscription:
             self.health.state = "idle"
             await subscription.wait_changed(subscription.version)

@@ -9,14 +9,15 @@ logged, counted and followed by a new session: a collector never dies of a bad c
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from market.circuit import Backoff, BreakerState, CircuitBreaker
-from market.sources.base import SourceEvent, SourceHealth
+from market.sources.base import Source, SourceEvent, SourceHealth, Subscription, as_subscription
 
 log = logging.getLogger(__name__)
 
@@ -117,3 +118,31 @@ def _is_connection_error(exc: BaseException) -> bool:
     import websockets
 
     return isinstance(exc, OSError | TimeoutError | websockets.WebSocketException | aiohttp.ClientError)
+
+
+class ReconnectingSource(Source):
+    """A live source that writes one session (`_session`) and streams by running sessions one after
+    another (`reconnecting`) for the subscribed symbols, which may change while it streams."""
+
+    policy: RetryPolicy
+    _subscription: Subscription | None = None
+
+    async def stream(self, symbols: Mapping[str, int | None]) -> AsyncGenerator[SourceEvent, None]:
+        self._subscription = as_subscription(symbols)
+        events = reconnecting(self.name, self._session, health=self.health, policy=self.policy)
+        try:
+            async for event in events:
+                yield event
+        finally:
+            await events.aclose()
+
+    @property
+    def subscription(self) -> Subscription:
+        """The symbols being streamed; only while `stream` runs."""
+        if self._subscription is None:
+            raise RuntimeError(f"{self.name}: a session runs only inside stream()")
+        return self._subscription
+
+    @abc.abstractmethod
+    def _session(self, reconnect: bool) -> AsyncIterator[SourceEvent]:
+        """Connect, catch up (when `reconnect`), then stream until something breaks."""

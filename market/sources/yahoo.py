@@ -24,7 +24,7 @@ import asyncio
 import logging
 import math
 import warnings
-from collections.abc import AsyncGenerator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Iterable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,8 +34,8 @@ import pandas as pd
 import requests
 
 from market.bars import MINUTE_MS, MinuteBar
-from market.sources.base import BarEvent, Source, SourceEvent, SourceHealth, Subscription, as_subscription
-from market.sources.resilience import RetryPolicy, SourceUnavailable, reconnecting
+from market.sources.base import BarEvent, SourceEvent, SourceHealth
+from market.sources.resilience import ReconnectingSource, RetryPolicy, SourceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class NoData(Exception):
 
 
 @dataclass
-class YahooSource(Source):
+class YahooSource(ReconnectingSource):
     base_url: str = ""  # empty: Yahoo itself, through yfinance's own session
     poll_seconds: float = 60.0
     policy: RetryPolicy = field(default_factory=RetryPolicy)
@@ -146,20 +146,9 @@ class YahooSource(Source):
     def __post_init__(self) -> None:
         self.health.breaker = self.policy.breaker()
         self.states: dict[str, PollState] = {}
-        self._subscription: Subscription | None = None
-
-    async def stream(self, symbols: Mapping[str, int | None]) -> AsyncGenerator[SourceEvent, None]:
-        self._subscription = as_subscription(symbols)
-        events = reconnecting(self.name, self._session, health=self.health, policy=self.policy)
-        try:
-            async for event in events:
-                yield event
-        finally:
-            await events.aclose()
 
     async def _session(self, reconnect: bool) -> AsyncGenerator[SourceEvent, None]:
-        subscription = self._subscription
-        assert subscription is not None
+        subscription = self.subscription
         while True:
             version = subscription.version
             for symbol in list(subscription):

@@ -34,9 +34,7 @@ async def request(path: str, headers: list[tuple[bytes, bytes]]) -> tuple[int, d
 
 async def test_a_bars_request_through_the_asgi_application(settings, instrument, make_user, close_thread_connections):
     settings.ALLOWED_HOSTS = ["127.0.0.1"]
-    reader = await sync_to_async(make_user)()
-    reader.is_superuser = True  # roles do not survive a transactional test's flush; a superuser may read
-    await sync_to_async(reader.save)()
+    reader = await sync_to_async(make_user)("viewer")
     token = str(await sync_to_async(AccessToken.for_user)(reader))
     auth = [(b"authorization", f"Bearer {token}".encode())]
 
