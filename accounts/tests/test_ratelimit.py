@@ -18,7 +18,9 @@ pytestmark = pytest.mark.django_db
 
 class Clock:
     def __init__(self) -> None:
-        self.now = float(random.randrange(2_000_000_000, 3_000_000_000, 60))
+        # From the system, not the seeded module state: a plugin that reseeds random per test would
+        # give every test the same minute.
+        self.now = float(random.SystemRandom().randrange(2_000_000_000, 3_000_000_000, 60))
 
     def time(self) -> float:
         return self.now

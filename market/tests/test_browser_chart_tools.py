@@ -252,6 +252,9 @@ def test_creating_a_price_alert_from_the_chart(page, server, xrp_eth, analyst):
     log_in(page, server, f"/?instrument={xrp_eth}&tf=1m")
     loaded = wait_for_bars(page)
     close = loaded["lastBar"]["close"]
+    # (the module's other tests may have left rules of this analyst: only the new one counts)
+    existing = {rule["id"] for rule in rules_of(page, server, xrp_eth)}
+    wait_until(page, "(n) => window.cryptostock.alertLines === n", arg=len(existing))
 
     # When they right-click the price pane above the candles
     chart = page.get_by_test_id("chart")
@@ -277,9 +280,10 @@ def test_creating_a_price_alert_from_the_chart(page, server, xrp_eth, analyst):
     assert posted.value.status == 201, posted.value.text()
 
     # Then the rule exists for the user, and the chart keeps a line at its price
-    wait_until(page, "() => window.cryptostock.alertsCreated === 1 && window.cryptostock.alertLines === 1")
-    rules = json.loads(page.request.get(f"{server}/api/v1/alerts/rules/?instrument={xrp_eth}").text())["results"]
-    assert [(r["name"], r["condition"], r["level"], r["timeframe"]) for r in rules] == [
+    lines = len(existing) + 1
+    wait_until(page, "(n) => window.cryptostock.alertsCreated === 1 && window.cryptostock.alertLines === n", arg=lines)
+    new_rules = [rule for rule in rules_of(page, server, xrp_eth) if rule["id"] not in existing]
+    assert [(r["name"], r["condition"], r["level"], r["timeframe"]) for r in new_rules] == [
         ("XRP breakout", "crossing_up", target, "1m")
     ]
     assert dialog.is_hidden()
@@ -287,7 +291,12 @@ def test_creating_a_price_alert_from_the_chart(page, server, xrp_eth, analyst):
     # And the line is drawn again when the chart is opened later
     page.reload()
     wait_for_bars(page)
-    wait_until(page, "() => window.cryptostock.alertLines === 1")
+    wait_until(page, "(n) => window.cryptostock.alertLines === n", arg=lines)
+
+
+def rules_of(page: Page, server: str, instrument: int) -> list[dict[str, Any]]:
+    """The signed-in user's alert rules on the instrument, through the API."""
+    return json.loads(page.request.get(f"{server}/api/v1/alerts/rules/?instrument={instrument}").text())["results"]
 
 
 def test_the_alert_button_works_from_the_keyboard(page, server, xrp_eth, analyst):
