@@ -7,6 +7,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     VAR_DIR=/app/var
 
 WORKDIR /app
+# pg_dump and pg_restore for the backups (docs/backups.md), of the database server's major version
+# (docker-compose.yml's TimescaleDB image runs PostgreSQL 16; Debian's own client is 15, too old to
+# dump a 16 server), from PostgreSQL's Debian repository, whose key postgresql-common carries.
+ARG PG_MAJOR=16
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates postgresql-common \
+    && /usr/share/postgresql-common/pgdg/apt.postgresql.org.sh -y \
+    && apt-get install -y --no-install-recommends "postgresql-client-${PG_MAJOR}" \
+    && rm -rf /var/lib/apt/lists/*
+
 COPY requirements.txt ./
 RUN pip install --no-cache-dir -r requirements.txt
 
@@ -14,7 +24,7 @@ COPY . .
 # collectstatic needs settings to load; the key is only for this build step.
 RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --no-input -v0 \
     && useradd --system --home /app cryptostock \
-    && mkdir -p /app/var && chown -R cryptostock /app/var
+    && mkdir -p /app/var/backups && chown -R cryptostock /app/var
 USER cryptostock
 
 EXPOSE 8000

@@ -21,11 +21,13 @@ import os
 from collections.abc import Iterator
 from datetime import datetime
 
+from celery import states
 from django.conf import settings
 from django.db.models import OuterRef, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseForbidden
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
+from django_celery_results.models import TaskResult
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -90,6 +92,7 @@ class ProductCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from collector_metrics(list(CollectorStatus.objects.all()), self.now, settings.COLLECTOR_STALE_SECONDS)
         yield bar_age_metric(self.now)
+        yield from backup_metrics(self.now)
 
 
 def collector_metrics(statuses: list[CollectorStatus], now: datetime, stale_seconds: float) -> Iterator[Metric]:
@@ -164,3 +167,24 @@ def bar_age_metric(now: datetime) -> Metric:
     for exchange, symbol, time in rows:
         age.add_metric([exchange, symbol], (now - time).total_seconds())
     return age
+
+
+BACKUP_TASK = "backups.tasks.backup_task"
+
+
+def backup_metrics(now: datetime) -> Iterator[Metric]:
+    """The nightly backup, from the task's results (django-celery-results): the age of the last one
+    that succeeded, and whether the last run failed. No sample before the first run; a backup taken
+    by hand with `manage.py backup` is not a task run and does not count."""
+    runs = TaskResult.objects.filter(task_name=BACKUP_TASK, status__in=[states.SUCCESS, states.FAILURE])
+    last_success = runs.filter(status=states.SUCCESS).order_by("-date_done").values_list("date_done", flat=True)[:1]
+    last_run = runs.order_by("-date_done").values_list("status", flat=True)[:1]
+    age = GaugeMetricFamily(
+        "cryptostock_backup_age_seconds", "Seconds since the last nightly backup that succeeded finished"
+    )
+    for done in last_success:
+        age.add_metric([], (now - done).total_seconds())
+    failed = GaugeMetricFamily("cryptostock_backup_last_run_failed", "1 if the last nightly backup failed, else 0")
+    for status in last_run:
+        failed.add_metric([], float(status == states.FAILURE))
+    yield from (age, failed)

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from market.sources import SOURCE_NAMES
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -31,7 +33,8 @@ def test_docker_compose_config_parses_with_every_service():
     result = subprocess.run(
         [*command, "config"],
         cwd=ROOT,
-        env={**os.environ, "SECRET_KEY": "compose-config-check"},
+        # every profile on: services behind one (Alpaca, futures, the demo replay) are listed too
+        env={**os.environ, "SECRET_KEY": "compose-config-check", "COMPOSE_PROFILES": "alpaca,futures,demo"},
         capture_output=True,
         text=True,
         check=False,
@@ -41,5 +44,11 @@ def test_docker_compose_config_parses_with_every_service():
     services = yaml.safe_load(result.stdout)["services"]
     assert {"db", "redis", "migrate", "web", "worker", "beat"} <= set(services)
     assert "timescaledb" in services["db"]["image"]
-    assert any(name.startswith("collector-") for name in services)
+    collected = {
+        service["command"][-1]: name
+        for name, service in services.items()
+        if service.get("command", [])[:4] == ["python", "manage.py", "collect", "--source"]
+    }
+    assert set(collected) == set(SOURCE_NAMES), "one collector service per source"
+    assert "backups" in str(services["worker"]["volumes"])  # the daily backup outlives the container
     assert services["web"]["environment"]["REDIS_URL"] == "redis://redis:6379/0"

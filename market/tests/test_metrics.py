@@ -15,6 +15,7 @@ import pytest
 from django.test import Client, override_settings
 from django.urls import path
 from django.utils import timezone
+from django_celery_results.models import TaskResult
 from prometheus_client.parser import text_string_to_metric_families
 
 from cryptostock.metrics import client_allowed
@@ -146,6 +147,28 @@ def test_it_reports_the_age_of_each_active_instruments_newest_bar(client, instru
 
     key = ("cryptostock_bar_age_seconds", labels(exchange=instrument.exchange.code, symbol=instrument.symbol))
     assert 300 <= metrics[key] < 400
+
+
+@pytest.mark.django_db
+def test_it_reports_the_nightly_backups_age_and_whether_its_last_run_failed(client):
+    assert not [name for name, _ in scrape(client) if name.startswith("cryptostock_backup_")]  # no run yet
+
+    def task_result(task_id: str, status: str, hours_ago: float) -> None:
+        TaskResult.objects.create(task_id=task_id, task_name="backups.tasks.backup_task", status=status)
+        done = timezone.now() - timedelta(hours=hours_ago)
+        TaskResult.objects.filter(task_id=task_id).update(date_done=done)  # date_done is auto_now
+
+    task_result("older-success", "SUCCESS", 54)
+    task_result("success", "SUCCESS", 30)
+    task_result("failure", "FAILURE", 6)
+    TaskResult.objects.create(task_id="other", task_name="market.tasks.rollup_task", status="SUCCESS")
+
+    metrics = scrape(client)
+
+    assert 30 * 3600 <= metrics[("cryptostock_backup_age_seconds", ())] < 30 * 3600 + 60
+    assert metrics[("cryptostock_backup_last_run_failed", ())] == 1
+    task_result("newest", "SUCCESS", 1)
+    assert scrape(client)[("cryptostock_backup_last_run_failed", ())] == 0
 
 
 @pytest.mark.django_db
