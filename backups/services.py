@@ -115,10 +115,27 @@ def prune_backups(policy: KeepPolicy) -> Pruned:
 
 
 def back_up_and_prune(now: datetime) -> str:
-    """What the daily task does: a new backup, then the keep policy. Returns a summary."""
+    """What the daily task does: a new backup, its copy elsewhere (BACKUP_COPY_COMMAND), then the
+    keep policy. A failed copy fails the run before pruning: the local backups are then all there
+    is, and the failure shows in the task results and in /metrics. Returns a summary."""
     backup = take_backup(now)
+    copied = copy_elsewhere(backup)
     pruned = prune_backups(settings.BACKUP_KEEP)
-    return f"{backup}; {pruned}"
+    return f"{backup}; {copied}{pruned}"
+
+
+def copy_elsewhere(backup: Backup) -> str:
+    """Run BACKUP_COPY_COMMAND for the backup, if one is set; what the summary says of it."""
+    template = settings.BACKUP_COPY_COMMAND
+    if not template:
+        return ""
+    dumps.run_copy_command(
+        template,
+        {"backup": str(backup.path), "checksum": str(backup.checksum_path), "dir": str(backup.path.parent)},
+        timeout=settings.BACKUP_COPY_TIMEOUT,
+    )
+    log.info("backup copied: %s", backup.path.name)
+    return "copied elsewhere; "
 
 
 def verify_backup(path: Path) -> str:

@@ -20,6 +20,7 @@ from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
+from backups.dumps import copy_command_problem
 from backups.rotation import KeepPolicy
 
 # Lets generic classes (ModelAdmin[Model], QuerySet[Model]) be subscripted at run time for typing.
@@ -561,6 +562,13 @@ if not 0 <= BACKUP_COMPRESSION <= 9:
     raise ImproperlyConfigured(f"BACKUP_COMPRESSION={BACKUP_COMPRESSION}: expected 0 to 9")
 # Where pg_dump and pg_restore are, when not on PATH (their major version must be the server's or newer).
 BACKUP_PG_BIN_DIR = os.environ.get("BACKUP_PG_BIN_DIR", "")
+# Run after each nightly backup, to copy it off this machine: words split as a shell would, with
+# {backup}, {checksum} (paths) and {dir} filled in, run without a shell. Empty: no copy.
+# E.g. `rclone copy {backup} {checksum} offsite:cryptostock/`.
+BACKUP_COPY_COMMAND = os.environ.get("BACKUP_COPY_COMMAND", "")
+if problem := copy_command_problem(BACKUP_COPY_COMMAND):
+    raise ImproperlyConfigured(f"BACKUP_COPY_COMMAND: {problem}")
+BACKUP_COPY_TIMEOUT = envfloat("BACKUP_COPY_TIMEOUT", 3600.0)
 CELERY_BEAT_SCHEDULE["backup"] = {"task": "backups.tasks.backup_task", "schedule": crontab(hour="2", minute="41")}
 
 # --- Alerts ------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from backups import services
-from backups.dumps import BackupError
+from backups.dumps import BackupError, copy_command_problem
 from backups.rotation import KeepPolicy
 from backups.services import (
     PREFIX,
@@ -251,3 +251,42 @@ def test_the_commands_list_verify_and_restore_only_when_told_to(capsys, monkeypa
     damage(backup.path, keep_checksum=False)
     with pytest.raises(CommandError, match="does not match its checksum"):
         call_command("backup", "--verify", str(backup.path))
+
+
+def test_the_nightly_run_copies_each_backup_elsewhere_before_pruning(backup_directory, settings, tmp_path):
+    offsite = tmp_path / "offsite with a space"
+    offsite.mkdir()
+    settings.BACKUP_COPY_COMMAND = f"cp {{backup}} {{checksum}} '{offsite}'"
+
+    summary = back_up_and_prune(NOW)
+
+    [backup] = list_backups()
+    assert "copied elsewhere" in summary
+    assert sorted(path.name for path in offsite.iterdir()) == [backup.path.name, backup.checksum_path.name]
+    assert (offsite / backup.path.name).read_bytes() == backup.path.read_bytes()
+
+
+def test_a_failed_copy_fails_the_run_and_prunes_nothing(backup_directory, settings):
+    settings.BACKUP_KEEP = KeepPolicy(0, 0, 0)
+    older = take_backup(NOW - timedelta(days=1))
+    settings.BACKUP_COPY_COMMAND = "sh -c 'echo no route to the offsite host >&2; exit 3' {backup}"
+
+    with pytest.raises(BackupError, match="failed with exit status 3: no route to the offsite host"):
+        back_up_and_prune(NOW)
+    assert [backup.taken_at for backup in list_backups()] == [older.taken_at, NOW]
+
+    settings.BACKUP_COPY_COMMAND = "no-such-copy-tool {backup}"
+    with pytest.raises(BackupError, match="'no-such-copy-tool' was not found"):
+        back_up_and_prune(NOW + timedelta(seconds=1))
+
+
+@pytest.mark.parametrize(
+    ("template", "problem"),
+    [
+        ("rclone copy {backup} {checksum} offsite:", None),
+        ("cp {backup} {destination}", "unknown placeholders ['destination']; known: ['backup', 'checksum', 'dir']"),
+        ("cp '{backup} /tmp", "No closing quotation"),
+    ],
+)
+def test_a_copy_command_is_checked_when_the_settings_load(template, problem):
+    assert copy_command_problem(template) == problem

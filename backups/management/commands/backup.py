@@ -11,11 +11,14 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from backups.dumps import BackupError
-from backups.services import backup_dir, list_backups, prune_backups, take_backup, verify_backup
+from backups.services import backup_dir, copy_elsewhere, list_backups, prune_backups, take_backup, verify_backup
 
 
 class Command(BaseCommand):
-    help = "Back up the whole database into BACKUP_DIR, then delete the backups BACKUP_KEEP no longer keeps."
+    help = (
+        "Back up the whole database into BACKUP_DIR, copy it elsewhere (BACKUP_COPY_COMMAND, if set), then "
+        "delete the backups BACKUP_KEEP no longer keeps."
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         action = parser.add_mutually_exclusive_group()
@@ -37,6 +40,8 @@ class Command(BaseCommand):
     def back_up(self, *, prune: bool) -> None:
         backup = take_backup(timezone.now())
         self.stdout.write(f"backup taken: {backup.path}")
+        if copy_elsewhere(backup):
+            self.stdout.write(f"copied elsewhere by BACKUP_COPY_COMMAND: {settings.BACKUP_COPY_COMMAND}")
         if prune:
             pruned = prune_backups(settings.BACKUP_KEEP)
             for gone in pruned.deleted:
