@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,6 +40,11 @@ def at_0007() -> Iterator[Apps]:
     yield from migrated_back_to(BEFORE_COMPOSITE_KEY)
 
 
+def before_forward_and_back[T](apps: Apps, measure: Callable[[Apps], T], back_to: list[tuple[str, str]]) -> list[T]:
+    """`measure` at the state a fixture migrated back to, at the latest, and back there again."""
+    return [measure(apps), measure(migrate(latest())), measure(migrate(back_to))]
+
+
 def stored(apps: Apps) -> list[tuple[Any, ...]]:
     return sorted(apps.get_model("market", "Bar").objects.values_list("instrument_id", *VALUES))
 
@@ -70,11 +75,9 @@ def store_some_bars(apps: Apps) -> None:
 def test_the_composite_key_migration_keeps_every_bar_forward_and_back(at_0007):
     # Given bars stored under the surrogate id
     store_some_bars(at_0007)
-    before = stored(at_0007)
 
     # When the bar table gets its composite primary key, and then goes back
-    after = stored(migrate(latest()))
-    back = stored(migrate(BEFORE_COMPOSITE_KEY))
+    before, after, back = before_forward_and_back(at_0007, stored, BEFORE_COMPOSITE_KEY)
 
     # Then the bars are the same each time, and the key is the bar's identity
     assert before == after == back
@@ -120,9 +123,7 @@ def notes_of_a_write_while_the_store_says_it_noted(apps: Apps) -> int:
 @pytest.mark.django_db(transaction=True)
 def test_the_trigger_skips_what_the_store_noted_only_after_the_migration_and_not_after_its_reversal(at_0010):
     store_some_bars(at_0010)
-    before = notes_of_a_write_while_the_store_says_it_noted(at_0010)
 
-    after = notes_of_a_write_while_the_store_says_it_noted(migrate(latest()))
-    reversed_ = notes_of_a_write_while_the_store_says_it_noted(migrate(BEFORE_STORE_NOTES))
+    notes = before_forward_and_back(at_0010, notes_of_a_write_while_the_store_says_it_noted, BEFORE_STORE_NOTES)
 
-    assert (before, after, reversed_) == (1, 0, 1)
+    assert notes == [1, 0, 1]
