@@ -25,7 +25,9 @@ from django.conf import settings
 from django.db import connection
 
 from backups import dumps
-from backups.dumps import POSTGRES_SUFFIX, SQLITE_SUFFIX, BackupError
+from backups.copying import run_copy_command
+from backups.dumps import POSTGRES_SUFFIX, SQLITE_SUFFIX
+from backups.errors import BackupError
 from backups.rotation import KeepPolicy, backups_to_keep
 
 log = logging.getLogger(__name__)
@@ -129,7 +131,7 @@ def copy_elsewhere(backup: Backup) -> str:
     template = settings.BACKUP_COPY_COMMAND
     if not template:
         return ""
-    dumps.run_copy_command(
+    run_copy_command(
         template,
         {"backup": str(backup.path), "checksum": str(backup.checksum_path), "dir": str(backup.path.parent)},
         timeout=settings.BACKUP_COPY_TIMEOUT,

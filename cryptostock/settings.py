@@ -20,7 +20,7 @@ from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 
-from backups.dumps import copy_command_problem
+from backups.copying import copy_command_problem
 from backups.rotation import KeepPolicy
 
 # Lets generic classes (ModelAdmin[Model], QuerySet[Model]) be subscripted at run time for typing.

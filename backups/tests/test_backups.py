@@ -14,7 +14,8 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from backups import services
-from backups.dumps import BackupError, copy_command_problem
+from backups.copying import copy_command_problem
+from backups.errors import BackupError
 from backups.rotation import KeepPolicy
 from backups.services import (
     PREFIX,

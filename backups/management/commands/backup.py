@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from backups.dumps import BackupError
+from backups.errors import BackupError
 from backups.services import backup_dir, copy_elsewhere, list_backups, prune_backups, take_backup, verify_backup
 
 

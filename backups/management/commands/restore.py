@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from backups.dumps import BackupError
+from backups.errors import BackupError
 from backups.services import restore_backup, sessions_in_the_way, verify_backup
 
 
