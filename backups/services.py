@@ -151,10 +151,21 @@ def verify_backup(path: Path) -> str:
 def restore_backup(path: Path, *, into: str | None = None) -> None:
     """Replace the default database's contents (or those of database/file `into`) with the backup's.
     The backup is verified first; a backup that fails verification restores nothing."""
+    restore(restorable_backup(path), into=into)
+
+
+def restorable_backup(path: Path) -> Backup:
+    """The backup at `path`, if this database can take it: named like a backup, of this database's
+    kind, and matching its checksum. BackupError says which it is not."""
     backup = _existing_backup(path)
     if backup.vendor != connection.vendor:
         raise BackupError(f"{backup.path.name} is a {backup.vendor} backup; this database is {connection.vendor}")
     _check_checksum(backup)
+    return backup
+
+
+def restore(backup: Backup, *, into: str | None = None) -> None:
+    """`restore_backup` for a backup that `restorable_backup` has just given: its checks not again."""
     if connection.in_atomic_block:
         raise BackupError("a restore cannot run inside a transaction")
     if connection.vendor == "postgresql":

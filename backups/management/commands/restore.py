@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
 from backups.errors import BackupError
-from backups.services import restore_backup, sessions_in_the_way, verify_backup
+from backups.services import restorable_backup, restore, sessions_in_the_way
 
 
 class Command(BaseCommand):
@@ -29,7 +29,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         path, into = options["backup"], options["into"]
         try:
-            self.stdout.write(verify_backup(path))
+            backup = restorable_backup(path)  # checked once, before the question (the restore reads the archive)
+            self.stdout.write(f"{backup.path.name}: checksum matches")
             target = into or connection.settings_dict["NAME"]
             if in_the_way := sessions_in_the_way(into):
                 self.stderr.write(
@@ -38,7 +39,7 @@ class Command(BaseCommand):
                 )
             if not options["yes"]:
                 self.confirm(f"Replace everything in {target} with {path.name}? Type 'yes' to go on: ")
-            restore_backup(path, into=into)
+            restore(backup, into=into)
         except BackupError as error:
             raise CommandError(str(error)) from error
         self.stdout.write(f"restored {target} from {path.name}")
