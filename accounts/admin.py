@@ -16,6 +16,7 @@ from django.contrib.auth.models import AbstractUser
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from accounts.models import AuthEvent
 from accounts.roles import ROLES
 from accounts.services import set_role, user_roles
 
@@ -62,3 +63,23 @@ class UserAdmin(DjangoUserAdmin[AbstractUser]):
         if obj is not None and obj.is_superuser and not request.user.is_superuser:
             return False
         return super().has_change_permission(request, obj)
+
+
+@admin.register(AuthEvent)
+class AuthEventAdmin(admin.ModelAdmin[AuthEvent]):
+    """Sign-ins and refused attempts, read-only: the audit trail is written by the product alone."""
+
+    list_display = ("time", "kind", "username", "user", "via", "address", "user_agent")
+    list_filter = ("kind", "via", "time")
+    search_fields = ("username", "address")
+    date_hierarchy = "time"
+    list_select_related = ("user",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

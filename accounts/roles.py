@@ -41,6 +41,9 @@ _ADMIN = [
     "market.change_instrument",
     "market.view_bar",
     "market.view_arbitrageopportunity",  # granted by market's migration 0010
+    # The audit trail, read-only (accounts.audit); granted by accounts' migration 0003.
+    "accounts.view_authevent",
+    "auditlog.view_logentry",
 ]
 
 ROLE_PERMISSIONS: dict[str, list[str]] = {VIEWER: _VIEWER, ANALYST: _ANALYST, ADMIN: _ADMIN}

@@ -7,6 +7,7 @@ from typing import Any
 from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse
 
+from accounts.services import record_throttled_once
 from cryptostock.api_ratelimit import retry_after
 
 
@@ -19,6 +20,7 @@ class LoginView(auth_views.LoginView):
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         wait = retry_after(request, "auth")
         if wait is not None:
+            record_throttled_once(request, wait, username=request.POST.get("username", ""))
             response = HttpResponse(
                 f"Too many login attempts; try again in {wait} seconds.\n", status=429, content_type="text/plain"
             )

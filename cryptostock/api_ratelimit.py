@@ -15,12 +15,14 @@ setup and tests) count as get_usage does.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import caches
 from django.http import HttpRequest
+from django.utils.module_loading import import_string
 from django_ratelimit import ALL
 from django_ratelimit import core as ratelimit_core
 from rest_framework.request import Request
@@ -55,6 +57,12 @@ def retry_after(request: HttpRequest | Request, group: str) -> int | None:
     return max(1, window - int(ratelimit_core.time.time()))
 
 
+def limit_window_end(seconds_left: int) -> int:
+    """The end of the current limit window, `seconds_left` from now by the limiter's clock: the same
+    number for every request refused in one window."""
+    return int(ratelimit_core.time.time()) + seconds_left
+
+
 def _count(key: str, timeout: int) -> int | None:
     cache: Any = caches[settings.RATELIMIT_USE_CACHE]
     if hasattr(cache, "count"):
@@ -74,3 +82,21 @@ class RateLimitThrottle(BaseThrottle):
 
     def wait(self) -> float | None:
         return self.retry_after
+
+
+def client_address(request: HttpRequest | Request) -> str | None:
+    """The client's IP address, read where the rate limits read it (`RATELIMIT_IP_META_KEY`, else
+    REMOTE_ADDR) but whole: the rate limits count IPv6 clients by /64 network."""
+    key = settings.RATELIMIT_IP_META_KEY
+    if not key:
+        raw = request.META.get("REMOTE_ADDR", "")
+    elif callable(key):
+        raw = key(request)
+    elif "." in key:
+        raw = import_string(key)(request)
+    else:
+        raw = request.META.get(key, "")
+    try:
+        return str(ipaddress.ip_address(str(raw).split(",")[0].strip()))
+    except ValueError:
+        return None

@@ -88,9 +88,24 @@ def envrate(name: str, default: str) -> str:
     return raw
 
 
+def envsecret(name: str, default: str = "") -> str:
+    """A secret, from the variable or from the file that `<name>_FILE` names (Docker and Kubernetes
+    secrets are mounted as files, and a file keeps the value out of the process's environment, which
+    `ps e` and crash reporters show). The file's trailing newline is dropped; setting both is an error."""
+    path = os.environ.get(f"{name}_FILE")
+    if not path:
+        return os.environ.get(name, default)
+    if os.environ.get(name):
+        raise ImproperlyConfigured(f"{name} and {name}_FILE are both set; set one")
+    try:
+        return Path(path).read_text().rstrip("\r\n")
+    except OSError as exc:
+        raise ImproperlyConfigured(f"{name}_FILE={path!r} cannot be read: {exc.strerror}") from None
+
+
 DEBUG = envbool("DEBUG", False)
 
-SECRET_KEY = os.environ.get("SECRET_KEY", "")
+SECRET_KEY = envsecret("SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
@@ -117,6 +132,7 @@ INSTALLED_APPS = [
     "django_prometheus",
     "django_celery_beat",
     "django_celery_results",
+    "auditlog",
     "market",
     "indicators",
     "alerts",
@@ -140,6 +156,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Who made a request, for the audit trail's entries written while it runs (accounts.audit).
+    "accounts.audit.AuditContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -167,7 +185,7 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------------------------
 # SQLite by default (a file under var/), PostgreSQL by DATABASE_URL=postgres://...
 VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
-DATABASE_URL = os.environ.get("DATABASE_URL", "")
+DATABASE_URL = envsecret("DATABASE_URL")
 if not DATABASE_URL:
     # The embedded default must work from a fresh checkout, where var/ does not exist yet.
     VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -200,7 +218,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and DB_POOL
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Redis: cache, channel layer, Celery broker ------------------------------------------------
-REDIS_URL = os.environ.get("REDIS_URL", "")
+REDIS_URL = envsecret("REDIS_URL")
 
 # The channel layer does a blocking read of `brpop_timeout` (5 s) seconds; redis-py's own default
 # socket_timeout is also 5 s, so idle consumers would die with "Timeout reading". The socket timeout
@@ -244,7 +262,7 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # --- Celery ------------------------------------------------------------------------------------
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL or "memory://")
+CELERY_BROKER_URL = envsecret("CELERY_BROKER_URL", REDIS_URL or "memory://")
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", not REDIS_URL)
 CELERY_TASK_EAGER_PROPAGATES = True
@@ -302,11 +320,12 @@ FLOWER_URL = os.environ.get("FLOWER_URL", "http://127.0.0.1:5555")
 
 # --- HTTPS and security headers ------------------------------------------------------------------
 # TLS=1 when browsers reach the site over HTTPS (directly or through a TLS-terminating proxy):
-# plain HTTP is redirected, cookies are secure-only and HSTS is sent. The health probes stay
-# reachable over plain HTTP, which is how orchestrators call them.
+# plain HTTP is redirected, cookies are secure-only and HSTS is sent. The health probes and /metrics
+# stay reachable over plain HTTP, which is how orchestrators and Prometheus call them from inside
+# the network (/metrics answers only METRICS_ALLOWED_NETWORKS).
 TLS = envbool("TLS", False)
 SECURE_SSL_REDIRECT = TLS
-SECURE_REDIRECT_EXEMPT = [r"^health$", r"^ready$"]
+SECURE_REDIRECT_EXEMPT = [r"^health$", r"^ready$", r"^metrics$"]
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = TLS
 SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 31_536_000) if TLS else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
@@ -386,6 +405,11 @@ API_DOCS_PUBLIC = envbool("API_DOCS_PUBLIC", True)
 # Seconds each process remembers a user's permissions (saves two queries per API request); a role
 # taken away applies within this time. 0: read them on every request.
 CAPABILITY_CACHE_SECONDS = envint("CAPABILITY_CACHE_SECONDS", 10)
+# The audit trail (accounts.audit, docs/security.md): days its sign-in events and change records
+# are kept; the nightly retention task deletes older ones. 0 keeps them forever.
+AUDIT_RETENTION_DAYS = envint("AUDIT_RETENTION_DAYS", 365)
+# django-auditlog: changes as JSON values, not as their text.
+AUDITLOG_STORE_JSON_CHANGES = True
 # Seconds a bars response may be served from the cache (0: off). Every write of bars drops the cached
 # responses of its instruments (market.services.bars_changed); the time only bounds memory. On by
 # default with Redis only: the local-memory cache is per process, and a collector or import in
@@ -525,8 +549,8 @@ BINANCE_API_URL = os.environ.get("BINANCE_API_URL", "https://api.binance.com")
 # Binance USDⓈ-M futures REST (fapi): klines for the backfill, aggTrades for the collector's catch-up.
 BINANCE_FUTURES_API_URL = os.environ.get("BINANCE_FUTURES_API_URL", "https://fapi.binance.com")
 ALPACA_DATA_URL = os.environ.get("ALPACA_DATA_URL", "https://data.alpaca.markets")
-ALPACA_API_KEY = os.environ.get("ALPACA_API_KEY", "")
-ALPACA_SECRET_KEY = os.environ.get("ALPACA_SECRET_KEY", "")
+ALPACA_API_KEY = envsecret("ALPACA_API_KEY")
+ALPACA_SECRET_KEY = envsecret("ALPACA_SECRET_KEY")
 # Alpaca's stock feed: "iex" works on the free plan, "sip" needs a subscription.
 ALPACA_STOCK_FEED = os.environ.get("ALPACA_STOCK_FEED", "iex")
 # Seconds between two history requests to one source, on top of the client's own rate limiting.
@@ -570,6 +594,10 @@ if problem := copy_command_problem(BACKUP_COPY_COMMAND):
     raise ImproperlyConfigured(f"BACKUP_COPY_COMMAND: {problem}")
 BACKUP_COPY_TIMEOUT = envfloat("BACKUP_COPY_TIMEOUT", 3600.0)
 CELERY_BEAT_SCHEDULE["backup"] = {"task": "backups.tasks.backup_task", "schedule": crontab(hour="2", minute="41")}
+CELERY_BEAT_SCHEDULE["audit-retention"] = {
+    "task": "accounts.tasks.prune_audit_trail_task",
+    "schedule": crontab(hour="3", minute="29"),
+}
 
 # --- Alerts ------------------------------------------------------------------------------------
 # Email: the console backend prints alert emails in the embedded setup; production sets SMTP.
@@ -577,7 +605,7 @@ EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.conso
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
 EMAIL_PORT = envint("EMAIL_PORT", 25)
 EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
-EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_HOST_PASSWORD = envsecret("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
 EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 10)
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "cryptostock <alerts@localhost>")
@@ -592,9 +620,9 @@ ALERTS_DELIVERY_BACKOFF_SECONDS = envfloat("ALERTS_DELIVERY_BACKOFF_SECONDS", 10
 ALERTS_WEBHOOK_ALLOW_PRIVATE = envbool("ALERTS_WEBHOOK_ALLOW_PRIVATE", False)
 # Bot API base URLs (tests point them at a local server) and the bots' tokens.
 ALERTS_TELEGRAM_API_URL = os.environ.get("ALERTS_TELEGRAM_API_URL", "https://api.telegram.org")
-ALERTS_TELEGRAM_BOT_TOKEN = os.environ.get("ALERTS_TELEGRAM_BOT_TOKEN", "")
+ALERTS_TELEGRAM_BOT_TOKEN = envsecret("ALERTS_TELEGRAM_BOT_TOKEN")
 ALERTS_SLACK_API_URL = os.environ.get("ALERTS_SLACK_API_URL", "https://slack.com/api")
-ALERTS_SLACK_BOT_TOKEN = os.environ.get("ALERTS_SLACK_BOT_TOKEN", "")
+ALERTS_SLACK_BOT_TOKEN = envsecret("ALERTS_SLACK_BOT_TOKEN")
 # Intrabar rules (judged on partial bars): a feed's partial bar is judged at most every
 # INTRABAR_SECONDS, and the collector re-reads which feeds have such rules every REFRESH_SECONDS.
 ALERTS_INTRABAR_SECONDS = envfloat("ALERTS_INTRABAR_SECONDS", 1.0)
@@ -679,11 +707,38 @@ CELERY_BEAT_SCHEDULE["arbitrage"] = {
     "options": {"expire_seconds": max(1.0, ARBITRAGE_INTERVAL_SECONDS - 1)},
 }
 
-LOGGING = {
+# --- Logging ------------------------------------------------------------------------------------
+# To standard error, where Docker, systemd and Kubernetes collect and rotate it. LOG_FORMAT=json: one
+# JSON object per line for a log shipper (time in UTC ISO 8601, level, logger, message, and a record's
+# extra fields, such as the audit trail's: accounts.audit). LOG_FILE: also append to this file,
+# reopened when logrotate moves it (WatchedFileHandler); rotating inside the process would be unsafe
+# with the several processes (web, worker, beat, collectors) that write one file.
+LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain").strip().lower() or "plain"
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use plain or json")
+LOG_FILE = os.environ.get("LOG_FILE", "")
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": ["levelname", "name", "message"],
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": "time",
+        },
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"daphne": {"level": "WARNING"}, "django.channels.server": {"level": "WARNING"}},
 }
+if LOG_FILE:
+    LOGGING["handlers"]["file"] = {
+        "class": "logging.handlers.WatchedFileHandler",
+        "filename": LOG_FILE,
+        "formatter": LOG_FORMAT,
+        "delay": True,
+    }
+    LOGGING["root"]["handlers"].append("file")

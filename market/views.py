@@ -84,9 +84,19 @@ READINESS_CHECKS = {
 
 @never_cache
 def ready(request: HttpRequest) -> JsonResponse:
-    """Ready to serve: every dependency answers. 503 names the components that do not."""
+    """Ready to serve: every dependency answers. 503 names the components that do not.
+
+    `?skip=collectors` leaves components out: a web container's own health check should not fail
+    because a collector in another container went silent (that one is alerted on by itself)."""
+    skipped = {name.strip() for name in request.GET.get("skip", "").split(",") if name.strip()}
+    unknown = sorted(skipped - READINESS_CHECKS.keys())
+    if unknown:
+        known = ", ".join(READINESS_CHECKS)
+        return JsonResponse({"error": f"skip: unknown component(s) {', '.join(unknown)}; known: {known}"}, status=400)
     components: dict[str, str] = {}
     for name, check in READINESS_CHECKS.items():
+        if name in skipped:
+            continue
         try:
             check()
             components[name] = "ok"

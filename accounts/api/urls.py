@@ -1,10 +1,12 @@
 from django.urls import include, path
 from rest_framework.routers import SimpleRouter
 
-from accounts.api import views
+from accounts.api import audit, views
 
 router = SimpleRouter()
 router.register("me/tokens", views.MyRefreshTokensViewSet, basename="my-token")
+router.register("audit/sign-ins", audit.SignInViewSet, basename="audit-sign-in")
+router.register("audit/changes", audit.ChangeViewSet, basename="audit-change")
 
 urlpatterns = [
     path("auth/token/", views.TokenObtainView.as_view(), name="token-obtain"),

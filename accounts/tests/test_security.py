@@ -36,6 +36,13 @@ def test_hsts_is_sent_over_https_when_configured(client, settings):
     assert client.get("/health", secure=True)["Strict-Transport-Security"].startswith("max-age=31536000")
 
 
+def test_with_tls_plain_http_is_redirected_but_the_probes_and_metrics_are_not(client, settings):
+    settings.SECURE_SSL_REDIRECT = True  # what TLS=1 sets
+
+    assert client.get("/api/v1/instruments/").status_code == 301
+    assert [client.get(path).status_code for path in ("/health", "/ready", "/metrics")] == [200, 200, 200]
+
+
 def test_the_docs_pages_need_no_inline_script(client):
     for path in ("/api/docs/", "/api/redoc/"):
         page = client.get(path).content.decode()

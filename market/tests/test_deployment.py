@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -52,3 +53,37 @@ def test_docker_compose_config_parses_with_every_service():
     assert set(collected) == set(SOURCE_NAMES), "one collector service per source"
     assert "backups" in str(services["worker"]["volumes"])  # the daily backup outlives the container
     assert services["web"]["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+
+
+def compose_file() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_every_variable_compose_passes_on_is_one_the_settings_read():
+    from market.tests.test_settings import settings_variables
+
+    passed_on = set(compose_file()["x-app-environment"])
+
+    assert passed_on - settings_variables() == set(), "a typo, or a variable the product does not read"
+
+
+def test_the_worker_has_what_its_tasks_need_and_shares_exports_with_the_web_server():
+    services = compose_file()["services"]
+
+    assert {"ALPACA_API_KEY", "ALPACA_SECRET_KEY", "BACKUP_COPY_COMMAND"} <= set(services["worker"]["environment"])
+    assert "exports:/app/var/exports" in services["web"]["volumes"]
+    assert "exports:/app/var/exports" in services["worker"]["volumes"]
+
+
+def test_prometheus_scrapes_a_host_the_web_server_answers_to():
+    scrape = yaml.safe_load((ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    targets = [t for job in scrape["scrape_configs"] for c in job["static_configs"] for t in c["targets"]]
+    allowed = compose_file()["x-app-environment"]["ALLOWED_HOSTS"].split(":-", 1)[1].rstrip("}").split(",")
+
+    assert {target.split(":")[0] for target in targets if target.endswith(":8000")} <= set(allowed)
+
+
+def test_the_web_containers_health_check_leaves_collectors_to_their_own_alert():
+    check = " ".join(compose_file()["services"]["web"]["healthcheck"]["test"])
+
+    assert "/ready?skip=collectors" in check

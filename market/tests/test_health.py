@@ -35,3 +35,15 @@ def test_ready_is_503_and_names_the_cache_when_redis_is_unreachable(client, sett
     assert body["failing"] == ["cache"]
     assert body["components"]["database"] == "ok"
     assert "ConnectionError" in body["components"]["cache"]
+
+
+def test_ready_can_leave_components_out_and_refuses_unknown_ones(client):
+    skipped = client.get("/ready?skip=collectors")
+    unknown = client.get("/ready?skip=collectors,databse")
+
+    assert skipped.status_code == 200
+    assert skipped.json()["components"] == {"database": "ok", "cache": "ok", "channel_layer": "ok"}
+    assert unknown.status_code == 400
+    assert unknown.json()["error"] == (
+        "skip: unknown component(s) databse; known: database, cache, channel_layer, collectors"
+    )
