@@ -24,8 +24,17 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
+from prometheus_client import Counter
 
 log = logging.getLogger(__name__)
+
+# The hit rate on /metrics (docs/metrics.md): counted in each web process, summed by the scrape.
+LOOKUPS = Counter(
+    "cryptostock_bars_cache_lookups",
+    "Bars requests looked up in the response cache: hit, miss (rendered, then stored), error (the cache "
+    "failed; served from the database)",
+    ["result"],
+)
 
 # The query parameters that shape a bars response (market.api.serializers.BarsQuerySerializer).
 SHAPING_PARAMETERS = ("timeframe", "start", "end", "limit", "order")
@@ -81,14 +90,17 @@ def cached_body(query: Mapping[str, str]) -> tuple[bytes | None, CacheSlot | Non
         found = cache.get_many([version_key, body_key])
         version, cached = found.get(version_key), found.get(body_key)
         if version is not None and cached is not None and cached[0] == version:
+            LOOKUPS.labels("hit").inc()
             return cached[1], None
         if version is None:
             version = _new_version()
             if not cache.add(version_key, version, timeout=None):
                 version = cache.get(version_key)
     except Exception as exc:  # the cache is down: serve from the database
+        LOOKUPS.labels("error").inc()
         log.warning("bars cache not read: %s", exc)
         return None, None
+    LOOKUPS.labels("miss").inc()
     return None, CacheSlot(body_key, version) if version is not None else None
 
 

@@ -212,3 +212,23 @@ def test_a_failing_cache_falls_back_to_the_database(viewer_client, cached, monke
     monkeypatch.setattr("market.bars_cache.cache.get_many", broken)
 
     assert len(bars(viewer_client, cached)) == 2
+
+
+def lookups_on_metrics(result: str) -> float:
+    """The counter as /metrics serves it (this process's count: one process in the suite)."""
+    page = Client().get("/metrics").content.decode()
+    line = f'cryptostock_bars_cache_lookups_total{{result="{result}"}} '
+    return next((float(row[len(line) :]) for row in page.splitlines() if row.startswith(line)), 0.0)
+
+
+def test_hits_misses_and_failures_are_counted_on_metrics(viewer_client, cached, monkeypatch):
+    before = {result: lookups_on_metrics(result) for result in ("hit", "miss", "error")}
+
+    bars(viewer_client, cached, limit=2)
+    bars(viewer_client, cached, limit=2)
+    bars(viewer_client, cached, limit=2)
+    monkeypatch.setattr("market.bars_cache.cache.get_many", lambda *a, **k: (_ for _ in ()).throw(ConnectionError()))
+    bars(viewer_client, cached, limit=2)
+
+    after = {result: lookups_on_metrics(result) for result in ("hit", "miss", "error")}
+    assert {result: after[result] - before[result] for result in after} == {"hit": 2, "miss": 1, "error": 1}
