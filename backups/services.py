@@ -24,6 +24,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
+from accounts.audit import process_name
 from backups import dumps
 from backups.copying import run_copy_command
 from backups.dumps import POSTGRES_SUFFIX, SQLITE_SUFFIX
@@ -31,6 +32,7 @@ from backups.errors import BackupError
 from backups.rotation import KeepPolicy, backups_to_keep
 
 log = logging.getLogger(__name__)
+audit_log = logging.getLogger("cryptostock.audit")
 
 PREFIX = "cryptostock-"
 TIME_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -173,6 +175,14 @@ def restore(backup: Backup, *, into: str | None = None) -> None:
     else:
         _restore_sqlite(backup, into)
     log.warning("database restored from %s", backup.path.name)
+    # The database's own audit trail was just replaced with the backup's: this line is the record.
+    audit_log.warning(
+        "database %s restored from %s by %s",
+        into or connection.settings_dict["NAME"],
+        backup.path.name,
+        process_name(),
+        extra={"audit": "restore", "backup": backup.path.name, "into": into, "via": process_name()},
+    )
 
 
 def sessions_in_the_way(into: str | None = None) -> list[str]:

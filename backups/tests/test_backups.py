@@ -85,7 +85,7 @@ def test_a_backup_is_one_whole_file_with_a_checksum_beside_it(backup_directory):
     )
 
 
-def test_a_restore_brings_back_exactly_what_was_backed_up():
+def test_a_restore_brings_back_exactly_what_was_backed_up(caplog):
     # Given a database with two series, backed up
     a_series("BTC/USDT", 120)
     eth = a_series("ETH/USDT", 60, price=3000.0)
@@ -101,6 +101,9 @@ def test_a_restore_brings_back_exactly_what_was_backed_up():
     # Then the restore gives back exactly the backed-up state
     restore_backup(backup.path)
     assert contents() == before
+    # and, the database's own audit trail being the backup's now, the audit log records the restore
+    [record] = [r for r in caplog.records if getattr(r, "audit", None) == "restore"]
+    assert (record.name, record.backup) == ("cryptostock.audit", backup.path.name)
 
 
 def test_a_backup_that_does_not_match_its_checksum_restores_nothing():
