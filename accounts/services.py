@@ -13,6 +13,7 @@ from django.contrib.auth.models import AbstractUser, Group, Permission
 from django.contrib.auth.password_validation import validate_password
 from django.core.cache import cache
 from django.db import transaction
+from prometheus_client import Counter
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from accounts.capabilities import forget
@@ -86,6 +87,11 @@ def revoke_refresh_token(token: OutstandingToken) -> None:
 
 audit_log = logging.getLogger("cryptostock.audit")
 
+# On /metrics (docs/metrics.md), for an alert on password guessing that the rate limit alone hides.
+SIGN_IN_EVENTS = Counter(
+    "cryptostock_sign_in_events", "Sign-in events of the audit trail, by kind and by web or API", ["kind", "via"]
+)
+
 
 def record_auth_event(kind: str, request: Any, *, username: str = "", user: Any = None) -> AuthEvent:
     """Record a sign-in event (an AuthEvent row and a `cryptostock.audit` log line). `request` is the
@@ -100,6 +106,7 @@ def record_auth_event(kind: str, request: Any, *, username: str = "", user: Any 
         address=client_address(request),
         user_agent=request.META.get("HTTP_USER_AGENT", "")[:300],
     )
+    SIGN_IN_EVENTS.labels(event.kind, event.via).inc()
     audit_log.info(
         "%s: %s via %s from %s",
         event.get_kind_display(),

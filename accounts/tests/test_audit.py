@@ -383,3 +383,17 @@ def test_a_bad_filter_is_a_400_that_names_it(make_user, query, field):
 
     assert response.status_code == 400
     assert field in response.json()["error"]["fields"]
+
+
+def test_sign_in_events_are_counted_on_metrics(client, vera):
+    def counted(kind: str) -> float:
+        page = Client().get("/metrics").content.decode()
+        line = f'cryptostock_sign_in_events_total{{kind="{kind}",via="api"}} '
+        return next((float(row[len(line) :]) for row in page.splitlines() if row.startswith(line)), 0.0)
+
+    before = counted("login_failed"), counted("login")
+    post_json(client, "/api/v1/auth/token/", {"username": "vera", "password": "wrong"})
+    post_json(client, "/api/v1/auth/token/", {"username": "vera", "password": "wrong"})
+    post_json(client, "/api/v1/auth/token/", {"username": "vera", "password": PASSWORD})
+
+    assert (counted("login_failed") - before[0], counted("login") - before[1]) == (2, 1)

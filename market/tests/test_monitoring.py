@@ -79,8 +79,14 @@ def test_prometheus_scrapes_the_web_service_and_loads_the_alert_rules():
     [job] = config["scrape_configs"]
     assert (job["metrics_path"], job["static_configs"][0]["targets"]) == ("/metrics", ["web:8000"])
     assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
-    assert {
+    deployed = {
         rule["alert"]
         for group in yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())["groups"]
         for rule in group["rules"]
-    } == {"CollectorDown", "BarsStale", "CollectorRejecting", "BackupMissing"}
+    }
+    documented = set(re.findall(r"^- alert: (\w+)", (DEPLOY.parent / "docs" / "metrics.md").read_text(), re.MULTILINE))
+    assert (
+        deployed
+        == documented
+        == {"CollectorDown", "BarsStale", "CollectorRejecting", "BackupMissing", "SignInFailures"}
+    )
