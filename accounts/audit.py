@@ -128,12 +128,14 @@ def log_change(sender: Any, instance: Any, **kwargs: Any) -> None:
     """post_save of auditlog's LogEntry: the same entry to the `cryptostock.audit` logger."""
     if not kwargs.get("created"):
         return
+    via = (instance.additional_data or {}).get("via")
+    actor = instance.actor_email or (f"user {instance.actor_id}" if instance.actor_id else None)
     log.info(
         "%s %s %s by %s: %s",
         instance.get_action_display(),
         instance.content_type.model,
         instance.object_repr,
-        instance.actor_email or (f"user {instance.actor_id}" if instance.actor_id else "system"),
+        f"{actor} ({via})" if actor else via,
         sorted(instance.changes_dict) if instance.changes else "-",
         extra={
             "audit": "change",
@@ -142,7 +144,7 @@ def log_change(sender: Any, instance: Any, **kwargs: Any) -> None:
             "object_pk": str(instance.object_pk),
             "actor_id": instance.actor_id,
             "address": instance.remote_addr,
-            "via": (instance.additional_data or {}).get("via"),
+            "via": via,
         },
     )
 

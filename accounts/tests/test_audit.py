@@ -237,7 +237,7 @@ def test_changes_are_logged_with_what_changed(make_user, caplog):
 
     records = [r for r in caplog.records if getattr(r, "audit", None) == "change"]
     assert [(r.action, r.model, r.object_pk) for r in records] == [("update", "user", str(user.pk))] * 2
-    assert records[0].getMessage() == f"update user {user.username} by system: ['groups']"
+    assert records[0].getMessage() == f"update user {user.username} by {process_name()}: ['groups']"
 
 
 def test_giving_a_role_records_the_role_taken_and_the_role_given_only(make_user):
