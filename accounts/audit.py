@@ -24,12 +24,14 @@ import logging
 import sys
 from collections.abc import Callable
 from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.db.models import Model
+from django.db.models import Count, Model
 from django.http import HttpRequest, HttpResponse
 
 from accounts.models import AuthEvent
@@ -174,3 +176,30 @@ def on_login_failed(sender: Any, credentials: dict[str, Any], request: Any = Non
     if request is not None:
         username = credentials.get("username")
         record_auth_event(AuthEvent.Kind.LOGIN_FAILED, request, username=username if isinstance(username, str) else "")
+
+
+@dataclass(frozen=True)
+class SignInSummary:
+    """The System page's view of the sign-in events since `since`."""
+
+    since: datetime
+    by_kind: dict[str, int]
+    # (address, failed sign-ins, names tried), most failures first
+    failing_addresses: list[tuple[str, int, int]]
+
+
+def sign_in_summary(now: datetime, hours: int = 24, top: int = 5) -> SignInSummary:
+    since = now - timedelta(hours=hours)
+    recent = AuthEvent.objects.filter(time__gte=since)
+    counts = dict(recent.values_list("kind").annotate(n=Count("id")).values_list("kind", "n"))
+    failing = (
+        recent.filter(kind__in=[AuthEvent.Kind.LOGIN_FAILED, AuthEvent.Kind.THROTTLED], address__isnull=False)
+        .values("address")
+        .annotate(failures=Count("id"), names=Count("username", distinct=True))
+        .order_by("-failures", "address")[:top]
+    )
+    return SignInSummary(
+        since=since,
+        by_kind={kind.value: counts.get(kind.value, 0) for kind in AuthEvent.Kind},
+        failing_addresses=[(str(row["address"]), row["failures"], row["names"]) for row in failing],
+    )

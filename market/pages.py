@@ -21,6 +21,7 @@ from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
 from accounts import roles
+from accounts.audit import sign_in_summary
 from accounts.page_access import can, page_requires
 from market.models import CollectorStatus, Instrument, QualityReport
 from market.overview import price_decimals, sparkline_path
@@ -121,6 +122,7 @@ def system(request: HttpRequest) -> HttpResponse:
         "tasks": TaskResult.objects.order_by("-date_done", "-id")[:RECENT_TASKS],
         "beat": beat_entries(),
         "flower_url": settings.FLOWER_URL,
+        "sign_ins": sign_in_summary(now),
         "now": now,
     }
     return render(request, "market/system.html", context)

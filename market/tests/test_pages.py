@@ -206,6 +206,28 @@ def test_the_system_page_shows_collectors_quality_tasks_and_schedules(make_user,
     assert 'href="/admin/"' in page
 
 
+def test_the_system_page_counts_the_last_days_sign_ins_and_names_failing_addresses(make_user):
+    from accounts.models import AuthEvent
+
+    AuthEvent.objects.create(kind="login", via="web", username="ana", address="198.51.100.1")
+    for name in ("root", "admin", "root"):
+        AuthEvent.objects.create(kind="login_failed", via="api", username=name, address="203.0.113.66")
+    AuthEvent.objects.create(kind="throttled", via="api", username="root", address="203.0.113.66")
+    old = AuthEvent.objects.create(kind="login_failed", via="web", username="x", address="192.0.2.9")
+    AuthEvent.objects.filter(pk=old.pk).update(time=timezone.now() - timedelta(days=2))
+
+    page = logged_in(make_user("admin")).get("/system/").content.decode()
+
+    counts = page[page.index('data-testid="sign-ins"') : page.index("</ul>", page.index('data-testid="sign-ins"'))]
+    assert '<span class="num">3</span> failed' in counts
+    assert '<span class="num">1</span> refused by the rate limit' in counts
+    # the admin's own sign-in by force_login is a login too
+    assert '<span class="num">2</span> signed in' in counts
+    rows = page[page.index('data-testid="failing-addresses"') :]
+    assert '203.0.113.66</a></th><td class="num">4</td><td class="num">2</td>' in rows
+    assert "192.0.2.9" not in page  # two days ago
+
+
 def test_the_navigation_shows_system_to_admins_and_alerts_to_analysts(make_user):
     viewer = logged_in(make_user("viewer")).get("/watchlist/").content.decode()
     analyst = logged_in(make_user("analyst")).get("/watchlist/").content.decode()
