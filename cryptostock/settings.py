@@ -19,6 +19,7 @@ import django_stubs_ext
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
+from pythonjsonlogger.core import RESERVED_ATTRS as RESERVED_LOG_ATTRS
 
 from backups.copying import copy_command_problem
 from backups.rotation import KeepPolicy
@@ -143,6 +144,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: every later middleware's log lines, and the response, carry the request id.
+    "cryptostock.request_id.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     # Before anything that may answer on its own (whitenoise, CommonMiddleware), so those answers
@@ -410,6 +413,8 @@ CAPABILITY_CACHE_SECONDS = envint("CAPABILITY_CACHE_SECONDS", 10)
 AUDIT_RETENTION_DAYS = envint("AUDIT_RETENTION_DAYS", 365)
 # django-auditlog: changes as JSON values, not as their text.
 AUDITLOG_STORE_JSON_CHANGES = True
+# ...and each change record's correlation id is the request id (cryptostock.request_id).
+AUDITLOG_CID_GETTER = "cryptostock.request_id.current_request_id"
 # Seconds a bars response may be served from the cache (0: off). Every write of bars drops the cached
 # responses of its instruments (market.services.bars_changed); the time only bounds memory. On by
 # default with Redis only: the local-memory cache is per process, and a collector or import in
@@ -722,15 +727,19 @@ LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s%(request_tag)s"},
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": ["levelname", "name", "message"],
+            "fmt": ["levelname", "name", "message", "request_id"],
             "rename_fields": {"levelname": "level", "name": "logger"},
             "timestamp": "time",
+            # request_tag is the plain format's; request_id says the same
+            "reserved_attrs": [*RESERVED_LOG_ATTRS, "request_tag"],
         },
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
+    # Every record gets the request id of the request (or task) it was written in.
+    "filters": {"request_id": {"()": "cryptostock.request_id.RequestIdFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"daphne": {"level": "WARNING"}, "django.channels.server": {"level": "WARNING"}},
 }
@@ -739,6 +748,7 @@ if LOG_FILE:
         "class": "logging.handlers.WatchedFileHandler",
         "filename": LOG_FILE,
         "formatter": LOG_FORMAT,
+        "filters": ["request_id"],
         "delay": True,
     }
     LOGGING["root"]["handlers"].append("file")

@@ -59,6 +59,9 @@ class ChangeQuerySerializer(TimeRangeQuerySerializer):
     object = serializers.CharField(max_length=255, required=False, help_text="The changed object's primary key")
     actor = serializers.IntegerField(min_value=1, required=False, help_text="The id of the user who made the change")
     action = serializers.ChoiceField(choices=sorted(ACTIONS.values()), required=False)
+    request_id = serializers.RegexField(
+        r"^[A-Za-z0-9._:-]{1,64}$", required=False, help_text="The X-Request-ID of the request that made the change"
+    )
 
 
 class SignInSerializer(serializers.ModelSerializer[AuthEvent]):
@@ -79,10 +82,14 @@ class ChangeSerializer(serializers.ModelSerializer[LogEntry]):
     actor = serializers.IntegerField(source="actor_id", allow_null=True, help_text="Empty: a command or a task")
     address = serializers.IPAddressField(source="remote_addr", allow_null=True)
     via = serializers.SerializerMethodField(help_text="The request, or the process outside one")
+    request_id = serializers.CharField(source="cid", allow_null=True, help_text="The request's X-Request-ID")
 
     class Meta:
         model = LogEntry
-        fields = ["id", "time", "action", "model", "object", "object_repr", "changes", "actor", "address", "via"]
+        fields = [
+            "id", "time", "action", "model", "object", "object_repr", "changes",
+            "actor", "address", "via", "request_id",
+        ]  # fmt: skip
         read_only_fields = fields
 
     def get_action(self, entry: LogEntry) -> str:
@@ -137,6 +144,8 @@ class ChangeViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[LogEntry]):
             queryset = queryset.filter(object_pk=params["object"])
         if "actor" in params:
             queryset = queryset.filter(actor_id=params["actor"])
+        if "request_id" in params:
+            queryset = queryset.filter(cid=params["request_id"])
         if action := params.get("action"):
             queryset = queryset.filter(action={v: k for k, v in ACTIONS.items()}[action])
         return _in_range(queryset, "timestamp", params)
