@@ -463,7 +463,8 @@ API_RATE_LIMITS = {
 CORS_ALLOWED_ORIGINS = envlist("CORS_ALLOWED_ORIGINS")
 CORS_URLS_REGEX = r"^/api/.*$"
 CORS_ALLOW_CREDENTIALS = False
-CORS_EXPOSE_HEADERS = ["Retry-After"]
+# What a browser app on another origin may read: when to retry, and the id to quote in a report.
+CORS_EXPOSE_HEADERS = ["Retry-After", "X-Request-ID"]
 
 # --- Product settings --------------------------------------------------------------------------
 SAMPLE_DATA_DIR = Path(os.environ.get("SAMPLE_DATA_DIR", BASE_DIR / "sample_data"))

@@ -70,6 +70,7 @@ def test_cors_allows_only_the_configured_origins_and_only_the_api(client, settin
     assert preflight.status_code == 200
     assert "authorization" in preflight["Access-Control-Allow-Headers"]
     assert "Access-Control-Allow-Credentials" not in allowed
+    assert allowed["Access-Control-Expose-Headers"] == "Retry-After, X-Request-ID"
 
 
 def test_check_deploy_is_clean_with_production_settings(tmp_path):
