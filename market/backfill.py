@@ -204,6 +204,13 @@ def fill_gap(
     return job.bars
 
 
+def queue_backfill(job_id: int) -> None:
+    """Run (or resume) a planned job in a worker once the current transaction commits."""
+    from market.tasks import backfill_task
+
+    transaction.on_commit(lambda: backfill_task.delay(job_id))
+
+
 def request_gap_fill(instrument_id: int, start: datetime, end: datetime, timeframe: str = BASE_TIMEFRAME) -> None:
     """Schedule a gap fill in a worker once the current transaction commits."""
     from market.tasks import gap_fill_task

@@ -212,7 +212,22 @@ def _opportunity(world: World) -> int:
     ).pk
 
 
+def _backfill(world: World) -> int:
+    from market.models import BackfillJob, BackfillStatus
+
+    start, end = datetime(2019, 10, 11, tzinfo=UTC), datetime(2019, 10, 12, tzinfo=UTC)
+    return BackfillJob.objects.create(
+        source="binance", instrument=world.instrument, timeframe="1m", start=start, end=end, cursor=start,
+        status=BackfillStatus.FAILED, error="interrupted; run it again to resume",
+    ).pk  # fmt: skip
+
+
+def _backfill_body(world: World) -> dict[str, Any]:
+    return {"instrument": world.instrument.pk, "start": "2019-10-11T00:00:00Z", "end": "2019-10-12T00:00:00Z"}
+
+
 OBJECTS: dict[str, Callable[[World], Any]] = {
+    "backfill": _backfill,
     "opportunity": _opportunity,
     "collector": _collector,
     "exchange": lambda world: world.exchange.pk,
@@ -277,6 +292,7 @@ BODIES: dict[str, Callable[[World], dict[str, Any]]] = {
     "POST /api/v1/watchlist/reorder/": lambda world: {"instruments": []},
     "POST /api/v1/backtests/": _backtest_body,
     "POST /api/v1/exports/": lambda world: {"instrument": world.instrument.pk, "format": "parquet"},
+    "POST /api/v1/backfills/": _backfill_body,
 }
 
 

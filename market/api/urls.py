@@ -3,6 +3,7 @@ from rest_framework.routers import SimpleRouter
 
 from market.api import views
 from market.api.arbitrage import ArbitrageOpportunityViewSet
+from market.api.backfills import BackfillViewSet
 from market.api.collectors import CollectorStatusViewSet
 from market.api.quality import QualityReportListView
 from market.api.watchlist import WatchlistInstrumentView, WatchlistReorderView, WatchlistView
@@ -12,6 +13,7 @@ router.register("exchanges", views.ExchangeViewSet, basename="exchange")
 router.register("instruments", views.InstrumentViewSet, basename="instrument")
 router.register("collectors", CollectorStatusViewSet, basename="collector")
 router.register("arbitrage/opportunities", ArbitrageOpportunityViewSet, basename="arbitrage-opportunity")
+router.register("backfills", BackfillViewSet, basename="backfill")
 
 urlpatterns = [
     path("bars/", views.BarsView.as_view(), name="bars"),

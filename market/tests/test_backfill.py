@@ -394,3 +394,100 @@ def test_backfill_jobs_are_in_the_admin(admin_client, instrument, binance):
 
     assert admin_client.get(reverse("admin:market_backfilljob_changelist")).status_code == 200
     assert admin_client.get(reverse("admin:market_backfilljob_change", args=[job.pk])).status_code == 200
+
+
+# --- Over the API (/api/v1/backfills/) ----------------------------------------------------------------
+
+BACKFILLS = "/api/v1/backfills/"
+SPAN = {"start": "2019-10-11T00:00:00Z", "end": "2019-10-14T00:00:00Z"}
+
+
+@pytest.fixture
+def admin_api(make_user):
+    from accounts.tests.clients import logged_in
+
+    return logged_in(make_user("admin"))
+
+
+def test_an_admin_starts_a_backfill_over_the_api_and_a_worker_stores_it(
+    admin_api, instrument, binance, xrp, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        queued = admin_api.post(BACKFILLS, {"instrument": instrument.pk, **SPAN}, content_type="application/json")
+
+    assert queued.status_code == 202, queued.json()
+    assert (queued.json()["status"], queued.json()["progress"]) == ("pending", 0.0)
+    job = admin_api.get(f"{BACKFILLS}{queued.json()['id']}/").json()
+    assert (job["status"], job["bars"], job["pages"], job["progress"]) == ("done", 2469, 3, 1.0)
+    assert (job["symbol"], job["exchange"], job["source"]) == ("XRP/ETH", "binance", "binance")
+    pd.testing.assert_frame_equal(stored(instrument.pk), xrp, check_dtype=False)
+
+    # The same span again is the same job, done: nothing queued, nothing fetched
+    requests = len(binance.requests)
+    again = admin_api.post(BACKFILLS, {"instrument": instrument.pk, **SPAN}, content_type="application/json")
+    assert (again.status_code, again.json()["id"]) == (200, job["id"])
+    assert len(binance.requests) == requests
+
+
+def test_a_failed_backfill_resumes_from_its_checkpoint_and_a_running_one_is_left_alone(
+    admin_api, instrument, binance, xrp, django_capture_on_commit_callbacks
+):
+    job = plan_backfill(
+        "binance", instrument, "1m", datetime(2019, 10, 11, tzinfo=UTC), datetime(2019, 10, 14, tzinfo=UTC), NOW
+    )
+    checkpoint = after(xrp, 1000).to_pydatetime()
+    store_bars(minute_rows(instrument.pk, xrp.head(1000)), publish=False)
+    BackfillJob.objects.filter(pk=job.pk).update(status=BackfillStatus.RUNNING, cursor=checkpoint, pages=1, bars=1000)
+
+    busy = admin_api.post(f"{BACKFILLS}{job.pk}/resume/")
+    # A running job whose worker died long ago (no checkpoint for an hour) may be taken over
+    BackfillJob.objects.filter(pk=job.pk).update(updated_at=datetime.now(UTC) - pd.Timedelta(hours=1))
+    with django_capture_on_commit_callbacks(execute=True):
+        resumed = admin_api.post(f"{BACKFILLS}{job.pk}/resume/")
+
+    assert busy.status_code == 409
+    assert busy.json()["error"]["code"] == "running"
+    assert resumed.status_code == 202
+    klines = binance.paths("/api/v3/klines")
+    assert [int(q["startTime"]) for q in klines] == [ms(after(xrp, 1000)), ms(after(xrp, 2000))]
+    assert BackfillJob.objects.get(pk=job.pk).status == BackfillStatus.DONE
+    pd.testing.assert_frame_equal(stored(instrument.pk), xrp, check_dtype=False)
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message"),
+    [
+        ({"instrument": 999999, **SPAN}, "instrument", "object does not exist"),
+        ({"instrument": "{instrument}", "start": SPAN["end"], "end": SPAN["start"]}, "end", "end must be after start"),
+        ({"instrument": "{instrument}", "timeframe": "2m", **SPAN}, "timeframe", "not a valid choice"),
+        ({"instrument": "{elsewhere}", **SPAN}, "instrument", "no history source for exchange 'kraken'"),
+    ],
+)
+def test_a_backfill_that_cannot_be_done_is_a_400_that_says_why(admin_api, instrument, body, field, message):
+    elsewhere = Instrument.objects.create(
+        exchange=Exchange.objects.create(code="kraken", name="Kraken"), symbol="XRP/ETH"
+    )
+    ids = {"{instrument}": instrument.pk, "{elsewhere}": elsewhere.pk}
+    body = {key: ids.get(value, value) if isinstance(value, str) else value for key, value in body.items()}
+
+    response = admin_api.post(BACKFILLS, body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert message in " ".join(response.json()["error"]["fields"][field])
+    assert not BackfillJob.objects.exists()
+
+
+def test_backfills_are_listed_newest_first_and_filtered(admin_api, instrument, binance):
+    backfill(*BINANCE_ARGS)
+    plan_backfill(
+        "binance", instrument, "1h", datetime(2019, 10, 11, tzinfo=UTC), datetime(2019, 10, 12, tzinfo=UTC), NOW
+    )
+
+    everything = admin_api.get(BACKFILLS).json()["results"]
+    done = admin_api.get(f"{BACKFILLS}?status=done").json()["results"]
+    bad = admin_api.get(f"{BACKFILLS}?status=finished")
+
+    assert [job["timeframe"] for job in everything] == ["1h", "1m"]
+    assert [job["timeframe"] for job in done] == ["1m"]
+    assert bad.status_code == 400
+    assert "status" in bad.json()["error"]["fields"]
