@@ -76,7 +76,7 @@ def register_audited_models() -> None:
     from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
     from alerts.models import AlertRule
-    from market.models import Exchange, Instrument
+    from market.models import BackfillJob, Exchange, Instrument
 
     mask = "accounts.audit.hide"
     user_model = get_user_model()
@@ -96,6 +96,8 @@ def register_audited_models() -> None:
         mask_fields=["webhook_url", "webhook_secret"],
         mask_callable=mask,
     )
+    # Who started which backfill; its progress (cursor, pages, status...) is the job's own business.
+    auditlog.register(BackfillJob, include_fields=["source", "instrument", "timeframe", "start", "end", "gap_fill"])
     auditlog.register(
         PeriodicTask, include_fields=_fields(PeriodicTask, "last_run_at", "total_run_count", "date_changed")
     )

@@ -422,6 +422,11 @@ def test_an_admin_starts_a_backfill_over_the_api_and_a_worker_stores_it(
     assert (job["symbol"], job["exchange"], job["source"]) == ("XRP/ETH", "binance", "binance")
     pd.testing.assert_frame_equal(stored(instrument.pk), xrp, check_dtype=False)
 
+    # Who started it is in the audit trail, once: the pages' progress is not
+    from auditlog.models import LogEntry
+
+    started = LogEntry.objects.get_for_object(BackfillJob.objects.get(pk=job["id"]))
+    assert [(e.action, e.actor_id is not None) for e in started] == [(LogEntry.Action.CREATE, True)]
     # The same span again is the same job, done: nothing queued, nothing fetched
     requests = len(binance.requests)
     again = admin_api.post(BACKFILLS, {"instrument": instrument.pk, **SPAN}, content_type="application/json")
