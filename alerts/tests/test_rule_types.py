@@ -156,7 +156,7 @@ def frequi():
 
 
 # freqtrade computed these columns over a longer history; over the last 300 rows they agree with a
-# standard implementation (see /work/shared/data/README.md), so the comparison starts there.
+# standard implementation (sample_data/README.md, frequi), so the comparison starts there.
 SETTLED = 200
 
 
