@@ -6,7 +6,9 @@ bad parameter or body field to its messages (empty when the problem is not about
 
 Two layers produce it: `exception_handler` for everything DRF raises, and `ApiErrorMiddleware` for
 responses Django makes itself under /api/ (no such URL, method not allowed by a plain view, a crash
-that became Django's 500 page), which would otherwise be HTML.
+that became Django's 500 page), which would otherwise be HTML. A database that cannot be reached
+(down, restarting, out of connections) is a 503 `unavailable` with `Retry-After`, not a 500: the
+client did nothing wrong and may simply try again.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from http import HTTPStatus
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils.deprecation import MiddlewareMixin
 from rest_framework import exceptions
@@ -41,6 +44,8 @@ STATUS_CODES = {
     415: "unsupported_media_type",
     429: "throttled",
 }
+# Seconds a client is asked to wait when the database is unreachable.
+UNAVAILABLE_RETRY_AFTER = 5
 
 
 def error_body(code: str, message: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -114,6 +119,16 @@ class ApiErrorMiddleware(MiddlewareMixin):
             body = error_body("invalid", "Query parameters may not contain NUL characters (%00)")
             return HttpResponse(dumps(body), status=400, content_type=JSON)
         return None
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        """The database could not be reached while serving an API request: 503, try again."""
+        if not request.path.startswith(API_PREFIX) or not isinstance(exception, (OperationalError, InterfaceError)):
+            return None
+        log.warning("database unavailable for %s %s: %s", request.method, request.path, exception)
+        body = error_body("unavailable", "The database is unavailable; try again in a few seconds.")
+        response = HttpResponse(dumps(body), status=503, content_type=JSON)
+        response["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
+        return response
 
     def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         if (

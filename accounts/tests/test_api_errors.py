@@ -155,3 +155,43 @@ def test_djangos_own_html_errors_under_the_api_become_json(rf):
     assert error_of(api)["message"] == "Method POST is not allowed here (allowed: GET)"
     assert api["Allow"] == "GET"
     assert page["Content-Type"].startswith("text/html")
+
+
+@pytest.fixture
+def database_down(transactional_db, settings):
+    """The database really unreachable: this connection pointed at a port nobody listens on, then
+    restored. PostgreSQL only: the SQLite test database lives in this process's memory, and Django
+    keeps that connection open whatever it is told."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("an unreachable database needs a database server")
+    saved = dict(connection.settings_dict)
+    connection.close()
+    connection.settings_dict["PORT"] = 1
+    connection.settings_dict["OPTIONS"] = {**saved.get("OPTIONS", {}), "pool": False}
+    try:
+        yield
+    finally:
+        connection.close()
+        connection.settings_dict.clear()
+        connection.settings_dict.update(saved)
+
+
+def test_an_unreachable_database_is_a_503_to_retry_not_a_500(database_down_after_login):
+    client, headers = database_down_after_login
+
+    response = client.get("/api/v1/instruments/", headers=headers)
+
+    assert response.status_code == 503
+    assert error_of(response)["code"] == "unavailable"
+    assert response["Retry-After"] == "5"
+
+
+@pytest.fixture
+def database_down_after_login(transactional_db, make_user, request):
+    from rest_framework_simplejwt.tokens import AccessToken
+
+    headers = {"Authorization": f"Bearer {AccessToken.for_user(make_user('viewer'))}"}
+    request.getfixturevalue("database_down")
+    return Client(raise_request_exception=False), headers
