@@ -182,9 +182,8 @@ def on_login_failed(sender: Any, credentials: dict[str, Any], request: Any = Non
 
 @dataclass(frozen=True)
 class SignInSummary:
-    """The System page's view of the sign-in events since `since`."""
+    """The System page's view of the recent sign-in events."""
 
-    since: datetime
     by_kind: dict[str, int]
     # (address, failed sign-ins, names tried), most failures first
     failing_addresses: list[tuple[str, int, int]]
@@ -193,7 +192,7 @@ class SignInSummary:
 def sign_in_summary(now: datetime, hours: int = 24, top: int = 5) -> SignInSummary:
     since = now - timedelta(hours=hours)
     recent = AuthEvent.objects.filter(time__gte=since)
-    counts = dict(recent.values_list("kind").annotate(n=Count("id")).values_list("kind", "n"))
+    counts = dict(recent.values("kind").annotate(n=Count("id")).values_list("kind", "n"))
     failing = (
         recent.filter(kind__in=[AuthEvent.Kind.LOGIN_FAILED, AuthEvent.Kind.THROTTLED], address__isnull=False)
         .values("address")
@@ -201,7 +200,6 @@ def sign_in_summary(now: datetime, hours: int = 24, top: int = 5) -> SignInSumma
         .order_by("-failures", "address")[:top]
     )
     return SignInSummary(
-        since=since,
         by_kind={kind.value: counts.get(kind.value, 0) for kind in AuthEvent.Kind},
         failing_addresses=[(str(row["address"]), row["failures"], row["names"]) for row in failing],
     )

@@ -7,7 +7,7 @@ A benchmark is a module `bench/bench_<name>.py` with `run() -> Iterable[dict]`, 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 
@@ -24,6 +24,18 @@ def measurement(name: str, value: float, unit: str, baseline: float | None = Non
         "baseline": None if baseline is None else round(baseline, 1),
         "ratio": None if not baseline else round(value / baseline, 3),
     }
+
+
+def best_rates_interleaved(count: int, runs: Sequence[Callable[[], object]], rounds: int) -> list[float]:
+    """`best_rate` of each of `runs`, their rounds interleaved, so that a change in the machine's load
+    weighs on all of them alike: for a run measured side by side with its baseline."""
+    best = [0.0] * len(runs)
+    for _ in range(rounds):
+        for index, run in enumerate(runs):
+            started = time.perf_counter()
+            run()
+            best[index] = max(best[index], count / (time.perf_counter() - started))
+    return best
 
 
 def best_rate(count: int, run: Callable[[], object], rounds: int) -> float:

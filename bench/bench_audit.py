@@ -15,27 +15,16 @@ from __future__ import annotations
 
 import logging
 import os
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from bench import measurement
+from bench import best_rates_interleaved, measurement
 
 CHANGES = 1000
 SIGN_INS = 300
 ROUNDS = 5
 PASSWORD = "bench-audit-password"
-
-
-def best_of_interleaved(count: int, runs: list[Callable[[], object]]) -> list[float]:
-    best = [0.0] * len(runs)
-    for _ in range(ROUNDS):
-        for index, run in enumerate(runs):
-            started = time.perf_counter()
-            run()
-            best[index] = max(best[index], count / (time.perf_counter() - started))
-    return best
 
 
 def changes() -> tuple[float, float]:
@@ -55,7 +44,7 @@ def changes() -> tuple[float, float]:
         with disable_auditlog():
             save_many()
 
-    audited, bare = best_of_interleaved(CHANGES, [save_many, save_many_unaudited])
+    audited, bare = best_rates_interleaved(CHANGES, [save_many, save_many_unaudited], ROUNDS)
     return audited, bare
 
 
@@ -85,7 +74,7 @@ def sign_ins() -> tuple[float, float]:
                 sign_in_many()
 
         with override_settings(RATELIMIT_ENABLE=False):
-            recorded, bare = best_of_interleaved(SIGN_INS, [sign_in_many, sign_in_many_unrecorded])
+            recorded, bare = best_rates_interleaved(SIGN_INS, [sign_in_many, sign_in_many_unrecorded], ROUNDS)
     return recorded, bare
 
 

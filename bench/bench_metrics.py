@@ -17,12 +17,11 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bench import BenchUnavailable, best_rate, measurement
+from bench import BenchUnavailable, best_rate, best_rates_interleaved, measurement
 
 REQUESTS = 3000
 ROUNDS = 5
@@ -49,14 +48,8 @@ def health_rates(chains: list[list[str]]) -> list[float]:
             # The test client builds its chain at its first request: here, under this chain's settings.
             assert client.get("/health").status_code == 200
             clients.append(client)
-    best = [0.0] * len(chains)
-    for _ in range(ROUNDS):
-        for index, client in enumerate(clients):
-            started = time.perf_counter()
-            for _ in range(REQUESTS):
-                client.get("/health")
-            best[index] = max(best[index], REQUESTS / (time.perf_counter() - started))
-    return best
+    runs = [lambda client=client: [client.get("/health") for _ in range(REQUESTS)] for client in clients]
+    return best_rates_interleaved(REQUESTS, runs, ROUNDS)
 
 
 def make_world() -> None:

@@ -19,7 +19,8 @@ from rest_framework.response import Response
 
 from accounts.models import AuthEvent, AuthEventKind
 from accounts.permissions import HasCapability
-from market.api.views import query_data
+from market.api.serializers import reject_empty_span
+from market.api.views import validated_query
 
 ACTIONS = {LogEntry.Action.CREATE: "create", LogEntry.Action.UPDATE: "update", LogEntry.Action.DELETE: "delete"}
 
@@ -37,8 +38,7 @@ class TimeRangeQuerySerializer(serializers.Serializer[Any]):
     until = serializers.DateTimeField(required=False, default_timezone=UTC, help_text="Before this time")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        if "since" in attrs and "until" in attrs and attrs["since"] >= attrs["until"]:
-            raise serializers.ValidationError({"until": "must be after since"})
+        reject_empty_span(attrs, first="since", last="until")
         return attrs
 
 
@@ -116,7 +116,7 @@ class SignInViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[AuthEvent]):
 
     def get_queryset(self) -> QuerySet[AuthEvent]:
         queryset = super().get_queryset()
-        params = _validated(SignInQuerySerializer, self.request)
+        params = validated_query(SignInQuerySerializer, self.request)
         filters: dict[str, Any] = {name: params[name] for name in ("kind", "username", "address") if name in params}
         if "user" in params:
             filters["user_id"] = params["user"]
@@ -136,7 +136,7 @@ class ChangeViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[LogEntry]):
 
     def get_queryset(self) -> QuerySet[LogEntry]:
         queryset = super().get_queryset()
-        params = _validated(ChangeQuerySerializer, self.request)
+        params = validated_query(ChangeQuerySerializer, self.request)
         if model := params.get("model"):
             app_label, name = model.split(".")
             queryset = queryset.filter(content_type__app_label=app_label, content_type__model=name)
@@ -149,12 +149,6 @@ class ChangeViewSet(mixins.ListModelMixin, viewsets.GenericViewSet[LogEntry]):
         if action := params.get("action"):
             queryset = queryset.filter(action={v: k for k, v in ACTIONS.items()}[action])
         return _in_range(queryset, "timestamp", params)
-
-
-def _validated(serializer_class: type[serializers.Serializer[Any]], request: Request) -> dict[str, Any]:
-    query = serializer_class(data=query_data(request))
-    query.is_valid(raise_exception=True)
-    return dict(query.validated_data)
 
 
 def _in_range[M: Any](queryset: QuerySet[M], field: str, params: dict[str, Any]) -> QuerySet[M]:

@@ -25,6 +25,7 @@ from accounts.services import create_user, prune_audit_trail, set_role
 from accounts.tests.clients import logged_in
 from alerts.models import AlertRule
 from market.models import Exchange, Instrument
+from market.tests.test_metrics import labels, scrape
 
 pytestmark = pytest.mark.django_db
 
@@ -387,9 +388,7 @@ def test_a_bad_filter_is_a_400_that_names_it(make_user, query, field):
 
 def test_sign_in_events_are_counted_on_metrics(client, vera):
     def counted(kind: str) -> float:
-        page = Client().get("/metrics").content.decode()
-        line = f'cryptostock_sign_in_events_total{{kind="{kind}",via="api"}} '
-        return next((float(row[len(line) :]) for row in page.splitlines() if row.startswith(line)), 0.0)
+        return scrape(Client()).get(("cryptostock_sign_in_events_total", labels(kind=kind, via="api")), 0.0)
 
     before = counted("login_failed"), counted("login")
     post_json(client, "/api/v1/auth/token/", {"username": "vera", "password": "wrong"})

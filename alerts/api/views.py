@@ -23,18 +23,11 @@ from alerts.api.serializers import (
     RuleFilterSerializer,
 )
 from alerts.models import AlertFiring, AlertRule, Notification
-from market.api.views import query_data
+from market.api.views import validated_query
 
 
 def _user_id(request: Request) -> int:
     return cast(int, request.user.pk)
-
-
-def _filters(serializer_class: type[serializers.Serializer[Any]], request: Request) -> dict[str, Any]:
-    """The list's validated filters, keyed by model field (a bad value is a 400 naming it)."""
-    query = serializer_class(data=query_data(request))
-    query.is_valid(raise_exception=True)
-    return dict(query.validated_data)
 
 
 class AlertRuleViewSet(OwnedObjectsMixin[AlertRule], viewsets.ModelViewSet[AlertRule]):
@@ -50,7 +43,7 @@ class AlertRuleViewSet(OwnedObjectsMixin[AlertRule], viewsets.ModelViewSet[Alert
         return super().list(request, *args, **kwargs)
 
     def get_queryset(self) -> QuerySet[AlertRule]:
-        return super().get_queryset().filter(**_filters(RuleFilterSerializer, self.request))
+        return super().get_queryset().filter(**validated_query(RuleFilterSerializer, self.request))
 
     @extend_schema(request=None, responses=AlertRuleSerializer)
     @action(detail=True, methods=["post"], url_path="rotate-secret")
@@ -78,7 +71,7 @@ class AlertFiringViewSet(viewsets.ReadOnlyModelViewSet[AlertFiring]):
             .select_related("rule__instrument")
             .prefetch_related("deliveries")
         )
-        return queryset.filter(**_filters(FiringFilterSerializer, self.request))
+        return queryset.filter(**validated_query(FiringFilterSerializer, self.request))
 
 
 READ_COUNT = inline_serializer("NotificationsRead", {"marked_read": serializers.IntegerField()})
@@ -105,7 +98,7 @@ class NotificationViewSet(
 
     def get_queryset(self) -> QuerySet[Notification]:
         queryset = super().get_queryset()
-        if (unread := _filters(NotificationFilterSerializer, self.request).get("unread")) is not None:
+        if (unread := validated_query(NotificationFilterSerializer, self.request).get("unread")) is not None:
             queryset = queryset.filter(read_at__isnull=unread)
         return queryset
 

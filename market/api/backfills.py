@@ -22,7 +22,7 @@ from rest_framework.response import Response
 from accounts.permissions import CanManageCollectors
 from cryptostock.api_schema import ErrorSerializer
 from market.api.serializers import reject_empty_span
-from market.api.views import query_data
+from market.api.views import validated_query
 from market.backfill import BackfillError, plan_backfill, queue_backfill, source_of
 from market.models import TIMEFRAME_CHOICES, BackfillJob, BackfillStatus, Instrument
 
@@ -86,12 +86,11 @@ class BackfillViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         queryset = super().get_queryset()
         if self.action != "list":
             return queryset
-        query = BackfillQuerySerializer(data=query_data(self.request))
-        query.is_valid(raise_exception=True)
-        if "instrument" in query.validated_data:
-            queryset = queryset.filter(instrument_id=query.validated_data["instrument"])
-        if "status" in query.validated_data:
-            queryset = queryset.filter(status=query.validated_data["status"])
+        params = validated_query(BackfillQuerySerializer, self.request)
+        if "instrument" in params:
+            queryset = queryset.filter(instrument_id=params["instrument"])
+        if "status" in params:
+            queryset = queryset.filter(status=params["status"])
         return queryset
 
     @extend_schema(parameters=[BackfillQuerySerializer])

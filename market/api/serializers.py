@@ -59,12 +59,13 @@ class InstrumentFilterSerializer(serializers.Serializer[Any]):
     active = serializers.BooleanField(required=False, help_text="true or false; absent: both")
 
 
-def reject_empty_span(attrs: dict[str, Any]) -> None:
-    """A 400 on `end` unless `start` comes before it (either may be absent): every query of a span of
-    bars (bars, features, exports, backtests) refuses an empty or reversed one alike."""
-    start, end = attrs.get("start"), attrs.get("end")
+def reject_empty_span(attrs: dict[str, Any], first: str = "start", last: str = "end") -> None:
+    """A 400 on `last` unless `first` comes before it (either may be absent): every query of a span
+    (bars, features, exports, backtests, backfills, the audit trail's `since`/`until`) refuses an
+    empty or reversed one alike."""
+    start, end = attrs.get(first), attrs.get(last)
     if start is not None and end is not None and start >= end:
-        raise serializers.ValidationError({"end": "end must be after start"})
+        raise serializers.ValidationError({last: f"{last} must be after {first}"})
 
 
 class BarsQuerySerializer(serializers.Serializer[Any]):

@@ -35,6 +35,13 @@ def query_data(request: Request) -> dict[str, str]:
     return request.query_params.dict()
 
 
+def validated_query(serializer_class: type[serializers.Serializer[Any]], request: Request) -> dict[str, Any]:
+    """The request's query string checked by `serializer_class` (a bad value is a 400 naming it)."""
+    query = serializer_class(data=query_data(request))
+    query.is_valid(raise_exception=True)
+    return dict(query.validated_data)
+
+
 class MarketViewSet(
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,

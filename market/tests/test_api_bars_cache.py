@@ -21,6 +21,7 @@ from market.models import Bar
 from market.retention import enforce_retention
 from market.rollup import roll_up
 from market.services import store_bar_frame, store_bars
+from market.tests.test_metrics import labels, scrape
 
 pytestmark = pytest.mark.django_db
 
@@ -216,9 +217,7 @@ def test_a_failing_cache_falls_back_to_the_database(viewer_client, cached, monke
 
 def lookups_on_metrics(result: str) -> float:
     """The counter as /metrics serves it (this process's count: one process in the suite)."""
-    page = Client().get("/metrics").content.decode()
-    line = f'cryptostock_bars_cache_lookups_total{{result="{result}"}} '
-    return next((float(row[len(line) :]) for row in page.splitlines() if row.startswith(line)), 0.0)
+    return scrape(Client()).get(("cryptostock_bars_cache_lookups_total", labels(result=result)), 0.0)
 
 
 def test_hits_misses_and_failures_are_counted_on_metrics(viewer_client, cached, monkeypatch):
