@@ -58,9 +58,13 @@ def restore_postgresql(database: Mapping[str, Any], path: Path, *, name: str, bi
     """Replace the objects of database `name` with the archive's, all or nothing: pg_restore runs in
     one transaction and stops at the first error, so a failed restore leaves the database as it was.
     On TimescaleDB the extension's pre- and post-restore steps bracket it, as Timescale requires."""
-    with _timescale_restoring(database, name):
+    restorer = _tool("pg_restore", bin_dir)
+    listing = _run(restorer, ["--list", str(path)], env=dict(os.environ), failure="unreadable")
+    with _timescale_restoring(database, name), tempfile.TemporaryDirectory() as scratch:
+        order = Path(scratch) / "order.list"
+        order.write_text(clean_restore_order(listing))
         _run(
-            _tool("pg_restore", bin_dir),
+            restorer,
             [
                 "--clean",
                 "--if-exists",
@@ -68,12 +72,44 @@ def restore_postgresql(database: Mapping[str, Any], path: Path, *, name: str, bi
                 "--no-privileges",
                 "--single-transaction",
                 "--exit-on-error",
+                f"--use-list={order}",
                 f"--dbname={name}",
                 str(path),
             ],
             env=libpq_environment(database),
             failure="pg_restore failed, nothing was restored",
         )
+
+
+def clean_restore_order(listing: str) -> str:
+    """pg_restore's table of contents (`--list`) with the indexes of partitions moved before every
+    other index and key, so that `--clean`, which drops in reverse order, drops a partitioned
+    table's index first, and with it the partitions' (the bar table, migration 0012). In dump
+    order it drops a partition's first, which PostgreSQL refuses while the partition's index is
+    attached to its table's ("cannot drop inherited constraint"). Creating them earlier is
+    harmless: the table's own index is made ONLY on the table and attached afterwards."""
+    entries = listing.splitlines()
+    attached = {_described(entry)[-2] for entry in entries if _described(entry)[:2] == ["INDEX", "ATTACH"]}
+
+    def an_index(entry: str) -> bool:
+        described = _described(entry)
+        return described[:1] in (["INDEX"], ["CONSTRAINT"]) and described[1:2] != ["ATTACH"]
+
+    def of_a_partition(entry: str) -> bool:
+        return an_index(entry) and _described(entry)[-2] in attached
+
+    moved = [entry for entry in entries if of_a_partition(entry)]
+    rest = [entry for entry in entries if not of_a_partition(entry)]
+    first_index = next((at for at, entry in enumerate(rest) if an_index(entry)), len(rest))
+    return "\n".join([*rest[:first_index], *moved, *rest[first_index:]]) + "\n"
+
+
+def _described(entry: str) -> list[str]:
+    """An entry of pg_restore's listing, `<id>; <class> <oid> <type...> <schema> [<table>] <name> <owner>`,
+    from its type on; [] for a comment."""
+    if entry.startswith(";") or "; " not in entry:
+        return []
+    return entry.split("; ", 1)[1].split()[2:]
 
 
 def other_sessions(database: Mapping[str, Any], name: str) -> list[str]:

@@ -47,7 +47,8 @@ def run() -> Iterator[dict[str, Any]]:
 def references(frame: pd.DataFrame, rows: list[Any]) -> Generator[dict[str, Any], None, float]:
     """The floor (pre-encoded bytes into a bare table), psycopg's own row-by-row COPY, and what the
     schema of market_bar costs: the same bytes into a table with only its primary key (the least an
-    idempotent store needs), and into market_bar itself as the store writes it."""
+    idempotent store needs), into market_bar, and into its 1m partition, where the store writes new
+    1m bars on plain PostgreSQL."""
     from market.barstore import binary_copy_blocks, columns_from_frame
 
     encoded = [bytes(block) for block in binary_copy_blocks(columns_from_frame(frame))]
@@ -57,9 +58,13 @@ def references(frame: pd.DataFrame, rows: list[Any]) -> Generator[dict[str, Any]
     yield measurement("barstore.reference.psycopg_write_row_unindexed", write_row, UNIT, floor)
     key_only = rate(len(rows), lambda: copy_into_new_table(PRIMARY_KEY, lambda copy: write_blocks(copy, encoded)))
     yield measurement("barstore.reference.binary_copy_primary_key_only", key_only, UNIT, floor)
-    as_is = rate(len(rows), lambda: copy_into_bar_table(encoded))
+    as_is = rate(len(rows), lambda: copy_into_bar_table(encoded, "market_bar"))
     yield measurement("barstore.reference.binary_copy_into_market_bar", as_is, UNIT, floor)
     empty_bar_table()
+    if bar_table_partitioned():  # where the store's new bars go (migration 0012)
+        partition = rate(len(rows), lambda: copy_into_bar_table(encoded, "market_bar_1m"))
+        yield measurement("barstore.reference.binary_copy_into_market_bar_1m", partition, UNIT, floor)
+        empty_bar_table()
     return floor
 
 
@@ -180,7 +185,7 @@ def bar_rows(frame: pd.DataFrame) -> list[Any]:
 # --- Writers --------------------------------------------------------------------------------------
 
 
-PRIMARY_KEY = 'PRIMARY KEY (instrument_id, timeframe, "time")'
+PRIMARY_KEY = 'PRIMARY KEY (instrument_id, "time", timeframe)'  # as market_bar's partitions hold it
 
 
 def copy_into_new_table(constraint: str, feed: Callable[[Any], object]) -> None:
@@ -196,12 +201,20 @@ def copy_into_new_table(constraint: str, feed: Callable[[Any], object]) -> None:
             feed(copy)
 
 
-def copy_into_bar_table(blocks: list[bytes]) -> None:
+def copy_into_bar_table(blocks: list[bytes], table: str) -> None:
     from django.db import connection
 
-    sql = f"COPY market_bar ({COLUMNS}) FROM STDIN (FORMAT BINARY)"
+    sql = f"COPY {table} ({COLUMNS}) FROM STDIN (FORMAT BINARY)"
     with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
         write_blocks(copy, blocks)
+
+
+def bar_table_partitioned() -> bool:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT relkind = 'p' FROM pg_class WHERE oid = 'market_bar'::regclass")
+        return bool(cursor.fetchone()[0])
 
 
 def write_blocks(copy: Any, blocks: list[bytes]) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from operator import attrgetter, itemgetter
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
@@ -430,51 +431,78 @@ def _upsert_postgresql(batch: BarColumns, report_written: bool) -> _Written:
     starts, lengths = series_bounds(batch)
     written = _Written()
     with connection.cursor() as cursor:
-        newest = np.repeat(_newest_stored_times(cursor, batch.instrument_id[starts], batch.timeframe[starts]), lengths)
-        after_newest = batch.time_us > newest
+        stored = _stored_series(cursor, batch.instrument_id[starts], batch.timeframe[starts])
+        after_newest = batch.time_us > np.repeat(stored.newest, lengths)
         new_bars = batch if after_newest.all() else batch.take(after_newest)
-        if after_newest.any() and _append(cursor, new_bars):
+        if after_newest.any() and _append(cursor, new_bars, stored.partitioned):
             written.inserted = len(new_bars)
             written.keys = _keys(new_bars) if report_written else []
             batch = batch.take(~after_newest)
         if len(batch):
-            written.add(_upsert_via_staging(cursor, batch, report_written))
+            written.add(_upsert_via_staging(cursor, batch, stored.partitioned, report_written))
     return written
 
 
-def _newest_stored_times(cursor: CursorWrapper, instrument_ids: Ints, codes: npt.NDArray[np.int8]) -> Ints:
-    """Per series (an instrument and a timeframe code), the open time of its newest stored bar (µs),
-    or the smallest int64. One query; each max() is one descent of the primary key index. The same
+@dataclass(frozen=True, slots=True)
+class _StoredSeries:
+    newest: Ints  # per series, the open time of its newest stored bar (µs), or _NO_TIME
+    partitioned: bool  # whether market_bar is partitioned by timeframe (migration 0012)
+
+
+def _stored_series(cursor: CursorWrapper, instrument_ids: Ints, codes: npt.NDArray[np.int8]) -> _StoredSeries:
+    """Per series (an instrument and a timeframe code), the open time of its newest stored bar; and
+    the bar table's layout. One query; each max() is one descent of the primary key index. The same
     query asks whether the series' instrument exists (no database foreign key does, see models.Bar):
     one round trip less per batch. Raises _UnknownInstruments if one does not."""
     cursor.execute(
         f"""SELECT EXISTS (SELECT FROM {Instrument._meta.db_table} AS i WHERE i.id = s.instrument_id),
                    (SELECT (extract(epoch FROM max(b."time")) * 1000000)::bigint FROM {_TABLE} AS b
-                    WHERE b.instrument_id = s.instrument_id AND b.timeframe = s.timeframe)
+                    WHERE b.instrument_id = s.instrument_id AND b.timeframe = s.timeframe),
+                   (SELECT c.relkind = 'p' FROM pg_class AS c WHERE c.oid = '{_TABLE}'::regclass)
             FROM unnest(%s::bigint[], %s::text[]) WITH ORDINALITY AS s(instrument_id, timeframe, position)
             ORDER BY s.position""",
         [instrument_ids.tolist(), [TIMEFRAME_NAMES[code] for code in codes.tolist()]],
     )
     rows = cursor.fetchall()
-    if not all(exists for exists, _ in rows):
+    if not all(exists for exists, _, _ in rows):
         raise _UnknownInstruments(
-            {instrument_id for instrument_id, (exists, _) in zip(instrument_ids.tolist(), rows, strict=True) if exists}
+            {
+                instrument_id
+                for instrument_id, (exists, _, _) in zip(instrument_ids.tolist(), rows, strict=True)
+                if exists
+            }
         )
-    return np.array([_NO_TIME if newest is None else newest for _, newest in rows], dtype=np.int64)
+    newest = np.array([_NO_TIME if time is None else time for _, time, _ in rows], dtype=np.int64)
+    return _StoredSeries(newest, partitioned=bool(rows[0][2]))
 
 
-def _append(cursor: CursorWrapper, batch: BarColumns) -> bool:
-    """COPY bars that are newer than anything stored straight into the table. False if a concurrent
-    writer stored one of these keys in the meantime; then nothing was written and the caller upserts."""
+def _append(cursor: CursorWrapper, batch: BarColumns, partitioned: bool) -> bool:
+    """COPY bars that are newer than anything stored straight into the table (the partition of their
+    timeframe, where there is one). False if a concurrent writer stored one of these keys in the
+    meantime; then nothing was written and the caller upserts."""
+    target = _copy_target(np.unique(batch.timeframe), partitioned)
     try:
-        with transaction.atomic(), connection.wrap_database_errors, _rollup_noted_here(cursor, len(batch)) as spans:
-            _copy_into(cursor, _TABLE, binary_copy_blocks(batch))
+        with (
+            transaction.atomic(),
+            connection.wrap_database_errors,
+            _rollup_noted_here(cursor, len(batch), target) as spans,
+        ):
+            _copy_into(cursor, target, binary_copy_blocks(batch))
             spans.add(batch)
     except IntegrityError as error:
         if _a_key_was_taken(error):
             return False
         raise
     return True
+
+
+def _copy_target(codes: npt.NDArray[np.int8], partitioned: bool) -> str:
+    """Where new bars of these timeframes go: one timeframe's partition, else the table itself."""
+    return _partition(TIMEFRAME_NAMES[int(codes[0])]) if partitioned and len(codes) == 1 else _TABLE
+
+
+def _partition(timeframe: str) -> str:
+    return f"{_TABLE}_{timeframe}"  # named so by migration 0012
 
 
 def _a_key_was_taken(error: IntegrityError) -> bool:
@@ -484,9 +512,11 @@ def _a_key_was_taken(error: IntegrityError) -> bool:
 
 # The roll-up triggers (migration 0004) find what a statement changed by grouping its transition
 # table: for a big COPY that is a tenth of the write. For its appends the store already knows the
-# spans (bars sorted by series and time), so it notes them itself and the triggers skip that one
-# statement (migration 0011). Small appends leave it to the triggers: measured, the two extra
-# round trips cost 5-10% up to 1,000 bars, break even at 2,000 and save 10-15% from 10,000 on.
+# spans (bars sorted by series and time), so it notes them itself: into a partition, where no
+# trigger fires (migration 0012), always; into the table itself, for a big append only, with the
+# triggers told to skip that one statement (migration 0011). Small appends into the table leave it
+# to the triggers: measured, the two extra round trips cost 5-10% up to 1,000 bars, break even at
+# 2,000 and save 10-15% from 10,000 on.
 _NOTED_BY_WRITER = "cryptostock.rollup_noted"
 _NOTE_ITSELF_AT_LEAST = 5_000
 _BASE_CODE = _TIMEFRAME_CODES[BASE_TIMEFRAME]
@@ -517,6 +547,8 @@ class _RollupSpans:
             self.ends_us.append(ends_us)
 
     def insert(self, cursor: CursorWrapper) -> None:
+        if not self.active:
+            return
         # the ends of all pieces, taken as bars, give each span once: also one cut by a piece boundary
         instrument_ids, ends_us = _span_ends(np.concatenate(self.instrument_ids), np.concatenate(self.ends_us))
         if len(ends_us):
@@ -534,40 +566,58 @@ def _span_ends(instrument_ids: Ints, times_us: Ints) -> tuple[Ints, Ints]:
 
 
 @contextmanager
-def _rollup_noted_here(cursor: CursorWrapper, count: int) -> Iterator[_RollupSpans]:
-    """Around a COPY of `count` new bars that adds each piece to the spans it yields: for a big
-    append, the triggers skip the COPY and the spans are noted here. Used inside a savepoint only,
-    whose rollback also takes back the setting if the COPY fails."""
-    spans = _RollupSpans(active=count >= _NOTE_ITSELF_AT_LEAST)
-    if not spans.active:
-        yield spans
-        return
-    cursor.execute("SELECT set_config(%s, 'on', true)", [_NOTED_BY_WRITER])
+def _rollup_noted_here(cursor: CursorWrapper, count: int, target: str) -> Iterator[_RollupSpans]:
+    """Around a COPY of `count` new bars into `target` that adds each piece to the spans it yields:
+    the spans are noted here where no trigger would note them, or where the trigger is told to skip
+    a big append. Used inside a savepoint only, whose rollback also takes back the setting and the
+    notes if the COPY fails."""
+    into_table = target == _TABLE
+    spans = _RollupSpans(active=not into_table or count >= _NOTE_ITSELF_AT_LEAST)
+    if into_table and spans.active:
+        cursor.execute("SELECT set_config(%s, 'on', true)", [_NOTED_BY_WRITER])
     yield spans
-    cursor.execute("SELECT set_config(%s, '', true)", [_NOTED_BY_WRITER])
+    if into_table and spans.active:
+        cursor.execute("SELECT set_config(%s, '', true)", [_NOTED_BY_WRITER])
     spans.insert(cursor)
 
 
 # Identical bars are filtered out by the anti-join before the INSERT: ON CONFLICT alone would lock
 # (and so dirty) every conflicting row even when its WHERE then declines the update, costing more
-# than the join. `xmax = 0` holds for a freshly inserted row version only, which splits the count.
-_UPSERT_FROM_STAGING = f"""
+# than the join. `xmax = 0` holds for a freshly inserted row version only, which splits the count;
+# PostgreSQL returns no system column from a partitioned table, so on one the statement writes to a
+# timeframe's partition, where no trigger fires, and notes the 1m spans it wrote itself, grouped
+# as the trigger groups them.
+@cache
+def _upsert_from_staging(timeframe: str | None) -> str:
+    """The statement for the staged bars of one timeframe into its partition, or for all of them
+    into the table itself (None)."""
+    target = _TABLE if timeframe is None else _partition(timeframe)
+    of_timeframe = "" if timeframe is None else f"s.timeframe = '{timeframe}' AND "
+    stored, staged, excluded = (", ".join(f'{alias}."{name}"' for name in _VALUES) for alias in ("b", "s", "EXCLUDED"))
+    statement = f"""
 WITH changed AS (
     SELECT * FROM {_STAGING} AS s
-    WHERE NOT EXISTS (
-        SELECT FROM {_TABLE} AS b
+    WHERE {of_timeframe}NOT EXISTS (
+        SELECT FROM {target} AS b
         WHERE b.instrument_id = s.instrument_id AND b.timeframe = s.timeframe AND b."time" = s."time"
-          AND ({", ".join(f'b."{name}"' for name in _VALUES)})
-              IS NOT DISTINCT FROM ({", ".join(f's."{name}"' for name in _VALUES)}))
+          AND ({stored}) IS NOT DISTINCT FROM ({staged}))
 ), written AS (
-    INSERT INTO {_TABLE} AS b ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM changed
+    INSERT INTO {target} AS b ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM changed
     ON CONFLICT (instrument_id, timeframe, "time") DO UPDATE
         SET {", ".join(f'"{name}" = EXCLUDED."{name}"' for name in _VALUES)}
-        WHERE ({", ".join(f'b."{name}"' for name in _VALUES)})
-              IS DISTINCT FROM ({", ".join(f'EXCLUDED."{name}"' for name in _VALUES)})
+        WHERE ({stored}) IS DISTINCT FROM ({excluded})
     RETURNING (b.xmax = 0) AS inserted, b.instrument_id, b.timeframe, b."time"
+)"""
+    if timeframe != BASE_TIMEFRAME:
+        return statement
+    return f"""{statement}, noted AS (
+    INSERT INTO {PendingRollup._meta.db_table} (instrument_id, first_time, last_time)
+    SELECT instrument_id, min("time"), max("time") FROM written
+    GROUP BY instrument_id, floor(date_part('epoch', "time") / 86400)
 )
 """
+
+
 _COUNT_WRITTEN = "SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM written"
 _LIST_WRITTEN = 'SELECT inserted, instrument_id, timeframe, (extract(epoch FROM "time") * 1000000)::bigint FROM written'
 
@@ -581,18 +631,24 @@ TRUNCATE {_STAGING}
 """
 
 
-def _upsert_via_staging(cursor: CursorWrapper, batch: BarColumns, report_written: bool) -> _Written:
+def _upsert_via_staging(cursor: CursorWrapper, batch: BarColumns, partitioned: bool, report_written: bool) -> _Written:
     cursor.execute(_PREPARE_STAGING)
     with connection.wrap_database_errors:
         _copy_into(cursor, _STAGING, binary_copy_blocks(batch))
-    if not report_written:
-        cursor.execute(_UPSERT_FROM_STAGING + _COUNT_WRITTEN)
-        inserted, updated = cursor.fetchone()
-        return _Written(int(inserted), int(updated))
-    cursor.execute(_UPSERT_FROM_STAGING + _LIST_WRITTEN)
-    rows = cursor.fetchall()
-    inserted = sum(1 for row in rows if row[0])
-    return _Written(inserted, len(rows) - inserted, [(key, timeframe, time) for _, key, timeframe, time in rows])
+    timeframes = [TIMEFRAME_NAMES[code] for code in np.unique(batch.timeframe).tolist()] if partitioned else [None]
+    written = _Written()
+    for timeframe in timeframes:
+        if not report_written:
+            cursor.execute(_upsert_from_staging(timeframe) + _COUNT_WRITTEN)
+            inserted, updated = cursor.fetchone()
+            written.add(_Written(int(inserted), int(updated)))
+            continue
+        cursor.execute(_upsert_from_staging(timeframe) + _LIST_WRITTEN)
+        rows = cursor.fetchall()
+        inserted = sum(1 for row in rows if row[0])
+        keys = [(instrument_id, name, time_us) for _, instrument_id, name, time_us in rows]
+        written.add(_Written(inserted, len(rows) - inserted, keys))
+    return written
 
 
 def _copy_into(cursor: CursorWrapper, table: str, blocks: Iterable[memoryview | bytes]) -> None:
@@ -636,11 +692,12 @@ def _append_streaming(rows: Sequence[BarRow], report_written: bool) -> UpsertRes
 
     try:
         with transaction.atomic(), connection.wrap_database_errors, connection.cursor() as cursor:
-            newest = _newest_stored_times(cursor, instrument_ids, codes)
-            if not _series_start_after(rows, starts, newest):  # a re-upsert, most likely: no COPY to take back
+            stored = _stored_series(cursor, instrument_ids, codes)
+            if not _series_start_after(rows, starts, stored.newest):  # a re-upsert, most likely: no COPY to take back
                 return None
-            with _rollup_noted_here(cursor, len(rows)) as spans:
-                _copy_into(cursor, _TABLE, _framed(noted(_new_bar_pieces(rows, starts), spans)))
+            target = _copy_target(np.unique(codes), stored.partitioned)
+            with _rollup_noted_here(cursor, len(rows), target) as spans:
+                _copy_into(cursor, target, _framed(noted(_new_bar_pieces(rows, starts), spans)))
     except (_NotAppendable, _UnknownInstruments):
         return None
     except IntegrityError as error:

@@ -97,7 +97,9 @@ class Bar(models.Model):
     `time` is the UTC open time of the bar. `final` is False while the bar's period is still open;
     a non-final bar may be replaced by a later write. Prices: see the module docstring.
 
-    The primary key is the bar's identity, (instrument, timeframe, time): no surrogate id. A bar
+    The primary key is the bar's identity, (instrument, timeframe, time): no surrogate id. On
+    plain PostgreSQL the table is partitioned by timeframe and the key's index holds the columns
+    in the order (instrument, time, timeframe) (migration 0012, docs/barstore.md). A bar
     table is written far more than anything else, and an identity column with its own index cost a
     third of every insert (docs/barstore.md). Django's admin refuses composite primary keys, so bars
     have their own admin pages (market/admin_bars.py).
@@ -149,9 +151,11 @@ class Bar(models.Model):
 class PendingRollup(models.Model):
     """A span of 1m bars written since the last roll-up: the roll-up's to-do list.
 
-    Rows are added by database triggers on the bar table (migration 0003), so every writer (the
+    Rows are added by database triggers on the bar table (migration 0004), so every writer (the
     collector, imports, backfills, the admin, raw SQL) is covered without having to remember it;
-    `market.rollup` claims and deletes them. No foreign key: the triggers sit on the bar write path
+    the bar store adds them itself where it writes past the triggers (big appends, and on plain
+    PostgreSQL its writes into a timeframe's partition: docs/barstore.md). `market.rollup` claims
+    and deletes them. No foreign key: the triggers sit on the bar write path
     and must stay cheap, and a row for a deleted instrument simply rolls up nothing.
     """
 

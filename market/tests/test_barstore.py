@@ -3,6 +3,7 @@ refused bars. Runs on whichever database DATABASE_URL names (SQLite without it).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import pickle
 from datetime import UTC, datetime, timedelta
@@ -184,7 +185,7 @@ def test_it_stores_the_same_bars_whether_appended_or_upserted(xrp_frame, instrum
 def test_it_upserts_when_another_writer_stored_a_new_key_first(xrp_bars, instrument, monkeypatch):
     # given a bar stored that the append check does not see (as if written after it looked)
     upsert_bars(xrp_bars[:1])
-    monkeypatch.setattr(barstore, "_newest_stored_times", lambda cursor, ids, codes: np.full(len(ids), -(2**63)))
+    blind_to_stored_bars(monkeypatch)
     paths = spy_on_write_paths(monkeypatch)
 
     result = upsert_bars(xrp_bars[:100])
@@ -447,7 +448,7 @@ def test_a_streamed_batch_upserts_when_another_writer_stored_a_new_key_first(
     # a store that notes the roll-up spans of its appends itself
     upsert_bars(xrp_bars[700:701])
     PendingRollup.objects.all().delete()
-    monkeypatch.setattr(barstore, "_newest_stored_times", lambda cursor, ids, codes: np.full(len(ids), -(2**63)))
+    blind_to_stored_bars(monkeypatch)
     monkeypatch.setattr(barstore, "_NOTE_ITSELF_AT_LEAST", 1)
 
     result = upsert_bars(xrp_bars)
@@ -538,6 +539,17 @@ def spy_on_write_paths(monkeypatch) -> list[str]:
     return paths
 
 
+def blind_to_stored_bars(monkeypatch) -> None:
+    """The store's check for stored bars sees none, as if they were written after it looked."""
+    real = barstore._stored_series
+
+    def blind(cursor, instrument_ids, codes):
+        stored = real(cursor, instrument_ids, codes)
+        return dataclasses.replace(stored, newest=np.full(len(instrument_ids), -(2**63)))
+
+    monkeypatch.setattr(barstore, "_stored_series", blind)
+
+
 @pytest.mark.django_db
 def test_deleting_an_instrument_deletes_its_bars_without_a_database_foreign_key(instrument, exchange):
     # Given bars of two instruments (the bar table has no database-level foreign key, see models.py)
@@ -613,7 +625,7 @@ def test_writes_after_a_noted_append_are_noted_by_the_trigger(xrp_bars, instrume
     monkeypatch.setattr(barstore, "_NOTE_ITSELF_AT_LEAST", 100)
     with transaction.atomic():
         upsert_bars(xrp_bars[:1000])  # noted by the store
-        upsert_bars(xrp_bars[1000:1010])  # too small: the trigger notes it, as it notes every other writer
+        upsert_bars(xrp_bars[1000:1010])  # small: noted by the trigger, or by the store into a partition
         Bar.objects.create(**xrp_bars[2000]._asdict())
 
     assert pending_spans() == sorted(
@@ -645,3 +657,49 @@ def test_it_notes_corrected_bars_and_nothing_for_identical_ones(xrp_bars, instru
     corrected = xrp_bars[100]._replace(volume=xrp_bars[100].volume + 1)
     upsert_bars([corrected])
     assert pending_spans() == [(instrument.pk, corrected.time, corrected.time)]
+
+
+@only_postgresql
+def test_on_the_partitioned_table_bars_go_into_their_timeframes_partition_and_are_noted(
+    xrp_bars, instrument, monkeypatch
+):
+    # Given the bar table partitioned by timeframe (migration 0012, plain PostgreSQL), whose roll-up
+    # trigger does not fire for writes into a partition
+    copied_into: list[str] = []
+    upserted_into: list[str | None] = []
+    copy_into, upsert_statement = barstore._copy_into, barstore._upsert_from_staging
+
+    def spy_copy(cursor, table, blocks):
+        copied_into.append(table)
+        copy_into(cursor, table, blocks)
+
+    def spy_statement(timeframe):
+        upserted_into.append(timeframe)
+        return upsert_statement(timeframe)
+
+    monkeypatch.setattr(barstore, "_copy_into", spy_copy)
+    monkeypatch.setattr(barstore, "_upsert_from_staging", spy_statement)
+    hourly = [bar._replace(timeframe="1h") for bar in xrp_bars[:3]]
+
+    # When new bars of one timeframe, of another, and of both are stored
+    upsert_bars(xrp_bars[:100])
+    upsert_bars(hourly)
+    upsert_bars([*xrp_bars[100:103], hourly[0]._replace(time=hourly[-1].time + timedelta(hours=1))])
+
+    # Then one timeframe's bars went into its partition, noted by the store; both into the table
+    assert copied_into == ["market_bar_1m", "market_bar_1h", "market_bar"]
+    assert pending_spans() == sorted(
+        [*daily_spans(instrument.pk, xrp_bars[:100]), *daily_spans(instrument.pk, xrp_bars[100:103])]
+    )
+
+    # And corrections of both are written into each partition by its own statement, the 1m ones noted
+    PendingRollup.objects.all().delete()
+    corrected = [xrp_bars[5]._replace(volume=xrp_bars[5].volume + 1), hourly[1]._replace(volume=hourly[1].volume + 1)]
+    result = upsert_bars(corrected, report_written=True)
+
+    assert result.updated == 2
+    assert len(result.written) == 2
+    assert all(result.wrote(bar) for bar in corrected)
+    assert copied_into[3:] == ["barstore_staging"]
+    assert upserted_into == ["1m", "1h"]
+    assert pending_spans() == [(instrument.pk, corrected[0].time, corrected[0].time)]

@@ -127,3 +127,54 @@ def test_the_trigger_skips_what_the_store_noted_only_after_the_migration_and_not
     notes = before_forward_and_back(at_0010, notes_of_a_write_while_the_store_says_it_noted, BEFORE_STORE_NOTES)
 
     assert notes == [1, 0, 1]
+
+
+BEFORE_PARTITIONS = [("market", "0011_rollup_notes_by_the_bar_store")]
+
+
+@pytest.fixture
+def at_0011() -> Iterator[Apps]:
+    """Before the bar table was partitioned by timeframe."""
+    yield from migrated_back_to(BEFORE_PARTITIONS)
+
+
+def partitions() -> dict[str, str]:
+    """The bar table's partitions, by name, with their bounds."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits AS i
+               JOIN pg_class AS c ON c.oid = i.inhrelid WHERE i.inhparent = 'market_bar'::regclass"""
+        )
+        return dict(cursor.fetchall())
+
+
+def bars_and_layout(apps: Apps) -> tuple[list[tuple[Any, ...]], str, int]:
+    """The stored bars, the bar table's primary key and its number of partitions."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'market_bar_pkey'")
+        (key,) = cursor.fetchone()
+    return stored(apps), key, len(partitions())
+
+
+only_postgresql = pytest.mark.skipif(connection.vendor != "postgresql", reason="SQLite's bar table is not partitioned")
+
+
+@only_postgresql
+@pytest.mark.django_db
+def test_every_timeframe_has_its_partition_of_the_bar_table():
+    from market.timeframes import TIMEFRAMES
+
+    assert partitions() == {f"market_bar_{timeframe}": f"FOR VALUES IN ('{timeframe}')" for timeframe in TIMEFRAMES}
+
+
+@only_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_partitioning_the_bar_table_keeps_every_bar_forward_and_back(at_0011):
+    store_some_bars(at_0011)
+
+    before, after, back = before_forward_and_back(at_0011, bars_and_layout, BEFORE_PARTITIONS)
+
+    assert len(before[0]) == 6
+    assert before[0] == after[0] == back[0]
+    assert before[1:] == back[1:] == ('PRIMARY KEY (instrument_id, timeframe, "time")', 0)
+    assert after[1:] == ('PRIMARY KEY (instrument_id, "time", timeframe)', 6)
