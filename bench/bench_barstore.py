@@ -1,7 +1,8 @@
 """The bar store against Django's bulk_create and against the floor, raw binary COPY.
 
-1,000,000 bars (100 instruments x 10,000 one-minute bars of a random walk) are written as new bars,
-then again unchanged, then again with every price changed; through `upsert_bars` (BarRow objects,
+1,000,000 bars (100 instruments x 10,000 one-minute bars of a random walk) are written as new bars
+(three rounds interleaved with the floor's, best of each), then again unchanged, then again with
+every price changed; through `upsert_bars` (BarRow objects,
 the collectors' form) and `upsert_bar_frame` (a DataFrame, the importers' form). bulk_create is
 measured on the first 100,000 bars: at its speed the full set would take a minute or more.
 Every timing includes the commit, where PostgreSQL checks the deferred foreign key of each new row.
@@ -26,6 +27,7 @@ BULK_CREATE_BARS = 100_000
 BULK_CREATE_BATCH = 1000  # 500, 1000, 5000 and all-in-one measured: 1000 was fastest, by a little
 SMALL_BATCH = 500
 SMALL_BATCHES_BARS = 100_000
+NEW_BAR_ROUNDS = 3
 UNIT = "bars/s"
 FIRST_BAR = datetime(2024, 1, 1, tzinfo=UTC)
 COLUMNS = "instrument_id, timeframe, time, open, high, low, close, volume, trades, vwap, final"
@@ -35,25 +37,49 @@ COPY_TYPES = ["int8", "text", "timestamptz", "float8", "float8", "float8", "floa
 def run() -> Iterator[dict[str, Any]]:
     from django.db import connection
 
+    from market.barstore import binary_copy_blocks, columns_from_frame
+
     if connection.vendor != "postgresql":
         raise BenchUnavailable("needs PostgreSQL: set DATABASE_URL=postgres://user@host:5432/anydb")
     frame = random_walk_bars(make_instruments(INSTRUMENTS), BARS_PER_INSTRUMENT)
     rows = bar_rows(frame)
-    floor = yield from references(frame, rows)
-    bulk_new, bulk_again = yield from baselines(rows[:BULK_CREATE_BARS])
-    yield from store_cases(frame, rows, floor=floor, bulk_new=bulk_new, bulk_again=bulk_again)
-
-
-def references(frame: pd.DataFrame, rows: list[Any]) -> Generator[dict[str, Any], None, float]:
-    """The floor (pre-encoded bytes into a bare table), psycopg's own row-by-row COPY, and what the
-    schema of market_bar costs: the same bytes into a table with only its primary key (the least an
-    idempotent store needs), into market_bar, and into its 1m partition, where the store writes new
-    1m bars on plain PostgreSQL."""
-    from market.barstore import binary_copy_blocks, columns_from_frame
-
     encoded = [bytes(block) for block in binary_copy_blocks(columns_from_frame(frame))]
-    floor = rate(len(rows), lambda: copy_into_new_table("", lambda copy: write_blocks(copy, encoded)))
+    new_bars = new_bars_interleaved(frame, rows, encoded)
+    floor = new_bars.pop("floor")
     yield measurement("barstore.floor.binary_copy_unindexed", floor, UNIT)
+    yield from references(encoded, rows, floor)
+    bulk_new, bulk_again = yield from baselines(rows[:BULK_CREATE_BARS])
+    for name, value in new_bars.items():
+        yield measurement(f"barstore.{name}.vs_bulk_create", value, UNIT, bulk_new)
+        yield measurement(f"barstore.{name}.vs_floor", value, UNIT, floor)
+    yield from re_upsert_cases(frame, rows, floor=floor, bulk_new=bulk_new, bulk_again=bulk_again)
+
+
+def new_bars_interleaved(frame: pd.DataFrame, rows: list[Any], encoded: list[bytes]) -> dict[str, float]:
+    """The floor (pre-encoded bytes into a bare table) and the store's new bars in both forms, each
+    into an empty table, their rounds interleaved, best of each: side by side, so that a change in
+    the machine's speed during the run weighs on both alike (one floor measured before everything
+    else moved the ratios by up to 0.05 from run to run)."""
+    from market.barstore import upsert_bar_frame, upsert_bars
+
+    writes: dict[str, Callable[[], object]] = {
+        "floor": lambda: copy_into_new_table("", lambda copy: write_blocks(copy, encoded)),
+        "upsert_bars.new": lambda: upsert_bars(rows),
+        "upsert_bar_frame.new": lambda: upsert_bar_frame(frame),
+    }
+    best = dict.fromkeys(writes, 0.0)
+    for _ in range(NEW_BAR_ROUNDS):
+        for name, write in writes.items():
+            empty_bar_table()
+            best[name] = max(best[name], rate(len(rows), write))
+    empty_bar_table()
+    return best
+
+
+def references(encoded: list[bytes], rows: list[Any], floor: float) -> Iterator[dict[str, Any]]:
+    """psycopg's own row-by-row COPY, and what the schema of market_bar costs: the same bytes as the
+    floor into a table with only its primary key (the least an idempotent store needs), into
+    market_bar, and into its 1m partition, where the store writes new 1m bars on plain PostgreSQL."""
     write_row = rate(len(rows), lambda: copy_into_new_table("", lambda copy: write_rows(copy, rows)))
     yield measurement("barstore.reference.psycopg_write_row_unindexed", write_row, UNIT, floor)
     key_only = rate(len(rows), lambda: copy_into_new_table(PRIMARY_KEY, lambda copy: write_blocks(copy, encoded)))
@@ -65,7 +91,6 @@ def references(frame: pd.DataFrame, rows: list[Any]) -> Generator[dict[str, Any]
         partition = rate(len(rows), lambda: copy_into_bar_table(encoded, "market_bar_1m"))
         yield measurement("barstore.reference.binary_copy_into_market_bar_1m", partition, UNIT, floor)
         empty_bar_table()
-    return floor
 
 
 def baselines(rows: list[Any]) -> Generator[dict[str, Any], None, tuple[float, float]]:
@@ -77,19 +102,20 @@ def baselines(rows: list[Any]) -> Generator[dict[str, Any], None, tuple[float, f
     return bulk_new, bulk_again
 
 
-def store_cases(
+def re_upsert_cases(
     frame: pd.DataFrame, rows: list[Any], *, floor: float, bulk_new: float, bulk_again: float
 ) -> Iterator[dict[str, Any]]:
+    """The 1M bars stored (not timed), then written again: identical in both forms, then changed;
+    and a collector's small batches of new bars into an empty table."""
     from market.barstore import upsert_bar_frame, upsert_bars
 
     changed = bar_rows(with_changed_prices(frame))
+    upsert_bar_frame(frame)
     # (name, bars written, how, compared with, starts from an empty table)
     cases: list[tuple[str, int, Callable[[], object], float, bool]] = [
-        ("upsert_bars.new", len(rows), lambda: upsert_bars(rows), bulk_new, True),
         ("upsert_bars.identical", len(rows), lambda: upsert_bars(rows), bulk_again, False),
-        ("upsert_bars.changed", len(rows), lambda: upsert_bars(changed), bulk_again, False),
-        ("upsert_bar_frame.new", len(rows), lambda: upsert_bar_frame(frame), bulk_new, True),
         ("upsert_bar_frame.identical", len(rows), lambda: upsert_bar_frame(frame), bulk_again, False),
+        ("upsert_bars.changed", len(rows), lambda: upsert_bars(changed), bulk_again, False),
         (f"upsert_bars.new_in_batches_of_{SMALL_BATCH}", SMALL_BATCHES_BARS, lambda: in_batches(rows), bulk_new, True),
     ]
     for name, count, write, baseline, fresh in cases:
