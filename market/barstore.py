@@ -9,8 +9,9 @@ PostgreSQL: bars after the newest stored bar of their series are appended by bin
 into the table; the others go by binary COPY into a session-local staging table and one
 `INSERT ... ON CONFLICT DO UPDATE` that skips identical bars. A big batch of rows that is all new
 bars in key order is converted, checked and sent piece by piece into one COPY, so that Python's
-conversion overlaps the server's work. Big appends note their roll-up spans themselves instead of
-leaving it to the trigger. SQLite: a plain upsert per bar. docs/barstore.md has the design and the
+conversion overlaps the server's work. Where the table is partitioned by timeframe (plain
+PostgreSQL, migration 0012) both write into the timeframe's partition, past the roll-up trigger,
+and note the roll-up spans themselves; into the table itself, big appends do the same. SQLite: a plain upsert per bar. docs/barstore.md has the design and the
 measured numbers.
 """
 
