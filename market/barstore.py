@@ -11,8 +11,8 @@ into the table; the others go by binary COPY into a session-local staging table 
 bars in key order is converted, checked and sent piece by piece into one COPY, so that Python's
 conversion overlaps the server's work. Where the table is partitioned by timeframe (plain
 PostgreSQL, migration 0012) both write into the timeframe's partition, past the roll-up trigger,
-and note the roll-up spans themselves; into the table itself, big appends do the same. SQLite: a plain upsert per bar. docs/barstore.md has the design and the
-measured numbers.
+and note the roll-up spans themselves; into the table itself, big appends do the same. SQLite: a
+plain upsert per bar. docs/barstore.md has the design and the measured numbers.
 """
 
 from __future__ import annotations
