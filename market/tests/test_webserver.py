@@ -78,7 +78,15 @@ def sockets_on(port: int, state: str) -> set[str]:
 
 
 def held(pid: int, sockets: set[str]) -> set[str]:
-    return {link for fd in Path(f"/proc/{pid}/fd").iterdir() if (link := os.readlink(fd)) in sockets}
+    links = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            link = os.readlink(fd)
+        except FileNotFoundError:  # closed by the process between the listing and the read
+            continue
+        if link in sockets:
+            links.add(link)
+    return links
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="SO_REUSEPORT spreads connections on Linux")
