@@ -698,7 +698,7 @@ def _append_streaming(rows: Sequence[BarRow], report_written: bool) -> UpsertRes
                 return None
             target = _copy_target(np.unique(codes), stored.partitioned)
             with _rollup_noted_here(cursor, len(rows), target) as spans:
-                _copy_into(cursor, target, _framed(noted(_new_bar_pieces(rows, starts), spans)))
+                _copy_into(cursor, target, _framed(noted(_new_bar_pieces(rows, starts, codes), spans)))
     except (_NotAppendable, _UnknownInstruments):
         return None
     except IntegrityError as error:
@@ -709,16 +709,22 @@ def _append_streaming(rows: Sequence[BarRow], report_written: bool) -> UpsertRes
 
 
 def _series_of_sorted_rows(rows: Sequence[BarRow]) -> tuple[Ints, Ints, npt.NDArray[np.int8]] | None:
-    """Where each (instrument, timeframe) series starts, with its instrument and timeframe code, if
-    the rows come grouped by series in key order; else None."""
+    """Where each series starts, with its instrument and timeframe code, if the rows come grouped
+    by instrument in order; else None. A series is taken to be an instrument's run of rows, of the
+    timeframe of its first row: reading every row's timeframe here would cost ~50 ms a million
+    before the COPY could begin, so each piece checks its own rows' instead (_new_bar_pieces)."""
     try:
-        instrument_ids, codes = _numbers(rows, 0, np.int64), _timeframe_codes_of_rows(rows)
-    except (InvalidBars, TypeError, ValueError):
+        instrument_ids = _numbers(rows, 0, np.int64)
+    except (TypeError, ValueError):
         return None
-    if not _increasing(instrument_ids, codes, strictly=False):
+    if not _increasing(instrument_ids, strictly=False):
         return None
-    starts = _run_starts(instrument_ids, codes)
-    return starts, instrument_ids[starts], codes[starts]
+    starts = _run_starts(instrument_ids)
+    try:
+        codes = _timeframe_codes_of_rows([rows[start] for start in starts.tolist()])
+    except InvalidBars:
+        return None
+    return starts, instrument_ids[starts], codes
 
 
 def _series_start_after(rows: Sequence[BarRow], starts: Ints, newest: Ints) -> bool:
@@ -730,11 +736,12 @@ def _series_start_after(rows: Sequence[BarRow], starts: Ints, newest: Ints) -> b
     return bool((first_times > newest).all())
 
 
-def _new_bar_pieces(rows: Sequence[BarRow], starts: Ints) -> Iterator[BarColumns]:
+def _new_bar_pieces(rows: Sequence[BarRow], starts: Ints, codes: npt.NDArray[np.int8]) -> Iterator[BarColumns]:
     """The rows as columns, piece by piece; raises _NotAppendable at the first piece holding a bad
-    bar, or a bar not after the one before it in its series."""
+    bar, a bar not after the one before it in its series, or one of another timeframe."""
     continues_series = np.ones(len(rows), dtype=np.bool_)
     continues_series[starts] = False
+    series_codes = np.repeat(codes, np.diff(np.append(starts, len(rows))))
     previous_time = _NO_TIME
     for begin in range(0, len(rows), _PIECE_ROWS):
         try:
@@ -743,7 +750,8 @@ def _new_bar_pieces(rows: Sequence[BarRow], starts: Ints) -> Iterator[BarColumns
             raise _NotAppendable from None
         before = np.append(previous_time, piece.time_us[:-1])
         not_after = continues_series[begin : begin + len(piece)] & (piece.time_us <= before)
-        if not_after.any() or np.any(list(_broken_rules(piece).values())):
+        other_timeframe = piece.timeframe != series_codes[begin : begin + len(piece)]
+        if not_after.any() or other_timeframe.any() or np.any(list(_broken_rules(piece).values())):
             raise _NotAppendable
         previous_time = int(piece.time_us[-1])
         yield piece

@@ -414,6 +414,22 @@ def test_a_batch_that_is_not_all_new_bars_in_key_order_takes_the_general_path(
 
 
 @only_postgresql
+def test_a_batch_with_another_timeframe_past_its_first_piece_takes_the_general_path(xrp_bars, instrument, in_pieces):
+    # Given one instrument's 1m bars followed, in key order, by some of its 1h bars, later than
+    # them: a series is taken to be of its first row's timeframe, and only a later piece sees the other
+    after = xrp_bars[-1].time
+    hourly = [bar._replace(timeframe="1h", time=after + timedelta(hours=1 + n)) for n, bar in enumerate(xrp_bars[:300])]
+
+    result = upsert_bars([*xrp_bars, *hourly])
+
+    # Then the COPY was taken back and the general path stored both series
+    assert in_pieces == [False]
+    assert result == UpsertResult(inserted=len(xrp_bars) + len(hourly))
+    assert Bar.objects.filter(timeframe="1m").count() == len(xrp_bars)
+    assert Bar.objects.filter(timeframe="1h").count() == len(hourly)
+
+
+@only_postgresql
 def test_an_invalid_bar_in_a_later_piece_is_named_by_its_place_in_the_batch(xrp_bars, in_pieces):
     batch = [*xrp_bars[:450], xrp_bars[450]._replace(volume=-1.0), *xrp_bars[451:]]
 
