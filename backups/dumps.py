@@ -50,21 +50,24 @@ def dump_postgresql(database: Mapping[str, Any], target: Path, *, compression: i
 
 def check_postgresql_archive(path: Path, *, bin_dir: str) -> int:
     """The number of tables whose data the archive holds; BackupError if pg_restore cannot read it."""
-    listing = _run(_tool("pg_restore", bin_dir), ["--list", str(path)], env=dict(os.environ), failure="unreadable")
-    return sum(1 for line in listing.splitlines() if " TABLE DATA " in line)
+    return sum(1 for line in _archive_listing(path, bin_dir).splitlines() if " TABLE DATA " in line)
+
+
+def _archive_listing(path: Path, bin_dir: str) -> str:
+    """pg_restore's table of contents of the archive (`--list`)."""
+    return _run(_tool("pg_restore", bin_dir), ["--list", str(path)], env=dict(os.environ), failure="unreadable")
 
 
 def restore_postgresql(database: Mapping[str, Any], path: Path, *, name: str, bin_dir: str) -> None:
     """Replace the objects of database `name` with the archive's, all or nothing: pg_restore runs in
     one transaction and stops at the first error, so a failed restore leaves the database as it was.
     On TimescaleDB the extension's pre- and post-restore steps bracket it, as Timescale requires."""
-    restorer = _tool("pg_restore", bin_dir)
-    listing = _run(restorer, ["--list", str(path)], env=dict(os.environ), failure="unreadable")
+    listing = _archive_listing(path, bin_dir)
     with _timescale_restoring(database, name), tempfile.TemporaryDirectory() as scratch:
         order = Path(scratch) / "order.list"
         order.write_text(clean_restore_order(listing))
         _run(
-            restorer,
+            _tool("pg_restore", bin_dir),
             [
                 "--clean",
                 "--if-exists",
@@ -88,19 +91,17 @@ def clean_restore_order(listing: str) -> str:
     order it drops a partition's first, which PostgreSQL refuses while the partition's index is
     attached to its table's ("cannot drop inherited constraint"). Creating them earlier is
     harmless: the table's own index is made ONLY on the table and attached afterwards."""
-    entries = listing.splitlines()
-    attached = {_described(entry)[-2] for entry in entries if _described(entry)[:2] == ["INDEX", "ATTACH"]}
-
-    def an_index(entry: str) -> bool:
-        described = _described(entry)
-        return described[:1] in (["INDEX"], ["CONSTRAINT"]) and described[1:2] != ["ATTACH"]
-
-    def of_a_partition(entry: str) -> bool:
-        return an_index(entry) and _described(entry)[-2] in attached
-
-    moved = [entry for entry in entries if of_a_partition(entry)]
-    rest = [entry for entry in entries if not of_a_partition(entry)]
-    first_index = next((at for at, entry in enumerate(rest) if an_index(entry)), len(rest))
+    entries = [(entry, _described(entry)) for entry in listing.splitlines()]
+    attached = {described[-2] for _, described in entries if described[:2] == ["INDEX", "ATTACH"]}
+    indexes = {
+        entry
+        for entry, described in entries
+        if described[:1] in (["INDEX"], ["CONSTRAINT"]) and described[1:2] != ["ATTACH"]
+    }
+    of_partitions = {entry for entry, described in entries if entry in indexes and described[-2] in attached}
+    moved = [entry for entry, _ in entries if entry in of_partitions]
+    rest = [entry for entry, _ in entries if entry not in of_partitions]
+    first_index = next((at for at, entry in enumerate(rest) if entry in indexes), len(rest))
     return "\n".join([*rest[:first_index], *moved, *rest[first_index:]]) + "\n"
 
 
